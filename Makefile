@@ -1,0 +1,55 @@
+# mbctl: `make run` runs the smoke suite end to end; `make test` runs every test this machine can run.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+MBCTL := $(VENV)/bin/mbctl
+# The CPU torch wheel (on local disk here); GPU sites pick their own build, e.g. TORCH_SPEC=torch==2.5.1
+TORCH_SPEC ?= torch==2.13.0
+SUITE ?= smoke
+BACKEND ?= local
+PYTEST_ARGS ?=
+
+.PHONY: venv run test test-unit lint typecheck bench system docker-up clean
+
+$(VENV)/.installed: pyproject.toml benchmarks/benchkit/pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[docker,kubernetes,nvidia,local,test]" -e benchmarks/benchkit
+	touch $@
+
+venv: $(VENV)/.installed
+
+## run: set up and run the smoke suite, printing the scored report
+run: venv
+	$(MBCTL) run --suite $(SUITE) --backend $(BACKEND)
+
+## system: the Debian packages the container tests need (docker engine, registry, compose, debootstrap)
+system:
+	bash tests/infra/system-deps.sh
+
+## docker-up: start the Docker engine (when its socket is absent) and the local test registry
+docker-up: system
+	bash tests/infra/docker-up.sh
+
+## test: set up and pass every test this machine can run (unit, docker, k8s; gpu when present)
+test: venv docker-up
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+## test-unit: the fast layer only (no Docker)
+test-unit: venv
+	$(PY) -m pytest -m "not docker and not slow" $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check orchestrator tests benchmarks bench
+	$(VENV)/bin/ruff format --check orchestrator tests benchmarks bench
+
+typecheck: venv
+	$(VENV)/bin/mypy
+
+## bench: the speed targets (CLI start-up, parser lines/s, local-backend overhead)
+bench: venv
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf $(VENV) .cache runs build *.egg-info

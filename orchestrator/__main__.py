@@ -1,0 +1,5 @@
+"""``python -m orchestrator`` runs the mbctl command line."""
+
+from orchestrator.cli.main import main
+
+main()

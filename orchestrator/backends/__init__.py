@@ -1,0 +1,1 @@
+"""Where jobs execute: local processes, Docker containers or Kubernetes Jobs."""

@@ -1,0 +1,124 @@
+"""The backend protocol (check, submit, stream, wait, cancel), its registry and shared helpers."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from orchestrator.errors import ConfigError
+from orchestrator.plan import Job
+
+#: Longest line kept whole; longer output is cut so one runaway print cannot exhaust memory.
+MAX_LINE = 1 << 20
+
+
+class Phase(StrEnum):
+    PREPARE = "prepare"
+    RUN = "run"
+
+
+class Status(StrEnum):
+    """How a job ended, as recorded in its ``exit`` event."""
+
+    OK = "ok"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELLED = "cancelled"
+    OOM = "oom"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What every job of one run shares: ids, folders, the phase."""
+
+    run_id: str
+    run_dir: Path
+    data_dir: Path
+    benchmarks_root: Path
+    phase: Phase = Phase.RUN
+
+
+@dataclass
+class Exit:
+    """A finished job as the backend saw it; ``status`` may be refined by the runner."""
+
+    return_code: int | None
+    status: Status
+    reason: str | None = None
+    image: dict[str, Any] | None = None
+
+
+@dataclass
+class Handle:
+    """A submitted job; backends keep their own state in ``native``."""
+
+    job: Job
+    native: Any
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    """Where jobs execute. Implementations: local (subprocess), docker, kubernetes."""
+
+    name: str
+
+    def check(self) -> None:
+        """Raise BackendUnavailable with a one-line reason if jobs cannot start."""
+
+    def submit(self, job: Job, ctx: RunContext) -> Handle:
+        """Start ``job``; return at once."""
+
+    def stream(self, handle: Handle) -> Iterator[str]:
+        """The job's output lines (stdout and stderr merged), live, until it ends."""
+
+    def wait(self, handle: Handle, timeout: float | None) -> Exit | None:
+        """The job's exit, or None if it is still running after ``timeout`` seconds."""
+
+    def cancel(self, handle: Handle) -> None:
+        """Stop the job and everything it started; safe to call twice or after exit."""
+
+
+BACKENDS = {
+    "local": "orchestrator.backends.local:LocalBackend",
+    "docker": "orchestrator.backends.docker:DockerBackend",
+    "kubernetes": "orchestrator.backends.kubernetes:KubernetesBackend",
+}
+
+
+def backend_class(name: str) -> type[Any]:
+    """The backend class registered as ``name``; imported lazily (docker/kubernetes are heavy)."""
+    target = BACKENDS.get(name)
+    if target is None:
+        raise ConfigError(f"no such backend: {name!r}", hint="choose from " + ", ".join(BACKENDS))
+    module, _, attr = target.partition(":")
+    cls: type[Any] = getattr(importlib.import_module(module), attr)
+    return cls
+
+
+def split_lines(chunks: Iterable[bytes], max_line: int = MAX_LINE) -> Iterator[str]:
+    """Turn raw output chunks into text lines; a line over ``max_line`` bytes is cut there."""
+    pending = bytearray()
+    for chunk in chunks:
+        pending += chunk
+        start = 0
+        while True:
+            end = pending.find(b"\n", start)
+            if end < 0:
+                break
+            yield _decode(pending[start:end])
+            start = end + 1
+        del pending[:start]
+        while len(pending) > max_line:
+            yield _decode(pending[:max_line])
+            del pending[:max_line]
+    if pending:
+        yield _decode(pending)
+
+
+def _decode(raw: bytes | bytearray) -> str:
+    return bytes(raw).decode("utf-8", errors="replace").rstrip("\r")

@@ -1,0 +1,5 @@
+"""``python -m orchestrator.cli`` runs the mbctl command line."""
+
+from orchestrator.cli.main import main
+
+main()

@@ -1,0 +1,216 @@
+"""Executes a plan on a backend: jobs per benchmark in parallel, timeouts, Ctrl-C, live recording."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from orchestrator.backends.base import Backend, Exit, Handle, RunContext, Status
+from orchestrator.errors import OrchestratorError
+from orchestrator.metrics import MetricsParser
+from orchestrator.plan import Job, Plan
+from orchestrator.results import RunDir
+
+#: How often the supervising loop checks deadlines and interrupts, in seconds.
+TICK = 0.2
+
+
+@dataclass
+class JobState:
+    """Live view of one job, read by the progress display."""
+
+    job: Job
+    started: float | None = None
+    finished: float | None = None
+    measures: int = 0
+    target: int | None = None
+    rate: float | None = None
+    units: str | None = None
+    status: str = "pending"
+    reason: str | None = None
+    warnings: int = 0
+
+    @property
+    def elapsed(self) -> float:
+        if self.started is None:
+            return 0.0
+        return (self.finished or time.monotonic()) - self.started
+
+
+class Progress(Protocol):
+    """What the runner tells whoever displays it (the CLI's live view, or nothing in tests)."""
+
+    def update(self, state: JobState) -> None: ...
+
+
+class _NoProgress:
+    def update(self, state: JobState) -> None:
+        return None
+
+
+@dataclass
+class Outcome:
+    """What ``execute`` did: the state of every job and whether the user interrupted it."""
+
+    states: list[JobState] = field(default_factory=list)
+    interrupted: bool = False
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[JobState]:
+        return [s for s in self.states if s.status != Status.OK]
+
+
+class Interrupted(OrchestratorError):
+    """The user pressed Ctrl-C (or sent SIGTERM); results measured so far are kept."""
+
+    exit_code = 130
+
+
+def _groups(jobs: Sequence[Job]) -> list[list[Job]]:
+    """Jobs of one benchmark run together (one per device), benchmarks one after another."""
+    return [list(g) for _, g in itertools.groupby(jobs, key=lambda j: j.bench)]
+
+
+class _Supervisor:
+    """Runs one job: submit, pump lines into the recorder, enforce the deadline, record the exit."""
+
+    def __init__(self, backend: Backend, ctx: RunContext, run: RunDir, state: JobState, progress: Progress) -> None:
+        self.backend, self.ctx, self.run, self.state, self.progress = backend, ctx, run, state, progress
+        self.handle: Handle | None = None
+        self.versions: dict[str, str] = {}
+        self.saw_nan = False
+
+    def start(self) -> None:
+        job = self.state.job
+        self.recorder = self.run.recorder(job)
+        self.state.started = time.monotonic()
+        self.state.status = "running"
+        self.progress.update(self.state)
+        self.handle = self.backend.submit(job, self.ctx)
+        self.reader = threading.Thread(target=self._pump, name=f"mbctl-read-{job.id}", daemon=True)
+        self.reader.start()
+
+    def _pump(self) -> None:
+        assert self.handle is not None
+        parser = MetricsParser()
+        for line in self.backend.stream(self.handle):
+            event = parser.feed(line)
+            if event is None:
+                self.recorder.log(line)
+                continue
+            self.recorder.event(event)
+            self._observe(event)
+            self.state.warnings = parser.warnings
+        self.state.warnings = parser.warnings
+
+    def _observe(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "rate" and event.get("task", "train") == "train":
+            self.state.measures += 1
+            self.state.rate = event.get("value")
+            self.state.units = event.get("units")
+        elif kind == "progress":
+            self.state.target = event.get("total")
+        elif kind == "loss" and isinstance(event.get("value"), float) and math.isnan(event["value"]):
+            self.saw_nan = True
+        elif kind == "start" and isinstance(event.get("versions"), dict):
+            self.versions.update({str(k): str(v) for k, v in event["versions"].items()})
+        else:
+            return
+        self.progress.update(self.state)
+
+    def poll(self) -> Exit | None:
+        """Non-blocking check; enforces ``max_duration``."""
+        assert self.handle is not None
+        done = self.backend.wait(self.handle, timeout=0)
+        if done is not None:
+            return done
+        if self.state.elapsed > self.state.job.max_duration:
+            self.backend.cancel(self.handle)
+            final = self.backend.wait(self.handle, timeout=None)
+            return Exit(
+                final.return_code if final else None,
+                Status.TIMEOUT,
+                f"ran past max_duration={self.state.job.max_duration:g}s and was killed",
+                final.image if final else None,
+            )
+        return None
+
+    def cancel(self) -> Exit:
+        assert self.handle is not None
+        self.backend.cancel(self.handle)
+        final = self.backend.wait(self.handle, timeout=None)
+        return Exit(final.return_code if final else None, Status.CANCELLED, "interrupted by the user", final.image if final else None)
+
+    def finish(self, result: Exit) -> None:
+        self.reader.join(timeout=10)
+        if result.status is Status.OK and self.state.measures == 0:
+            result = Exit(result.return_code, Status.FAILED, "exited 0 without reporting any training rate", result.image)
+        elif result.status is Status.OK and self.saw_nan:
+            result = Exit(result.return_code, Status.FAILED, "loss became NaN", result.image)
+        self.recorder.finish(result.return_code, result.status.value, result.reason, result.image)
+        self.state.finished = time.monotonic()
+        self.state.status = result.status.value
+        self.state.reason = result.reason
+        self.progress.update(self.state)
+
+
+def execute(
+    plan: Plan,
+    backend: Backend,
+    run: RunDir,
+    ctx: RunContext,
+    *,
+    skip: set[str] | None = None,
+    progress: Progress | None = None,
+) -> Outcome:
+    """Run every job of ``plan`` not in ``skip``; a KeyboardInterrupt cancels the running ones.
+
+    Results are recorded as they arrive, so whatever happens the run folder stays readable.
+    """
+    progress = progress or _NoProgress()
+    outcome = Outcome()
+    jobs = [j for j in plan.jobs if j.id not in (skip or set())]
+    for job in jobs:
+        outcome.states.append(JobState(job))
+    states = {s.job.id: s for s in outcome.states}
+    for s in outcome.states:
+        progress.update(s)
+    for group in _groups(jobs):
+        running: list[_Supervisor] = []
+        try:
+            for job in group:
+                sup = _Supervisor(backend, ctx, run, states[job.id], progress)
+                running.append(sup)
+                try:
+                    sup.start()
+                except (OrchestratorError, OSError) as exc:
+                    running.remove(sup)
+                    sup.recorder.finish(None, Status.ERROR.value, str(exc))
+                    sup.state.status, sup.state.reason = Status.ERROR.value, str(exc)
+                    progress.update(sup.state)
+            while running:
+                for sup in list(running):
+                    result = sup.poll()
+                    if result is not None:
+                        sup.finish(result)
+                        outcome.versions.update(sup.versions)
+                        running.remove(sup)
+                if running:
+                    time.sleep(TICK)
+        except KeyboardInterrupt:
+            for sup in running:
+                sup.finish(sup.cancel())
+            for job in jobs:
+                if states[job.id].status == "pending":
+                    states[job.id].status = Status.CANCELLED.value
+                    progress.update(states[job.id])
+            outcome.interrupted = True
+            return outcome
+    return outcome

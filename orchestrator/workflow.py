@@ -1,0 +1,171 @@
+"""The library behind ``mbctl run``/``prepare``: suite + target → plan → backend → run folder."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from orchestrator import config, sysinfo, vendors
+from orchestrator.backends.base import Backend, Phase, RunContext, backend_class
+from orchestrator.errors import BackendUnavailable, ConfigError
+from orchestrator.plan import Plan, make_plan, parse_devices
+from orchestrator.results import RunDir, new_run_id
+from orchestrator.runner import Outcome, Progress, execute
+from orchestrator.vendors import Detection, Vendor
+
+
+@dataclass(frozen=True)
+class Request:
+    """Everything a user can say about a run; the CLI fills it from options, tests directly."""
+
+    suite: str = "smoke"
+    vendor: str | None = None
+    backend: str = "auto"
+    select: Sequence[str] = ()
+    exclude: Sequence[str] = ()
+    overrides: Sequence[str] = ()
+    devices: str | None = None
+    results: Path = Path("runs")
+    data_dir: Path | None = None
+    resume: Path | None = None
+    python: str | None = None
+
+
+@dataclass
+class Target:
+    """The vendor and devices a plan is made for, and how they were found."""
+
+    vendor: Vendor
+    detection: Detection
+    devices: tuple[vendors.Device, ...]
+
+
+@dataclass
+class Prepared:
+    """A resolved request: the suite, the target and the plan (what ``--dry-run`` shows)."""
+
+    suite: config.Suite
+    target: Target
+    plan: Plan
+    backend_name: str
+    notes: list[str] = field(default_factory=list)
+
+
+def default_data_dir() -> Path:
+    """The dataset cache: $MBCTL_DATA, else ~/.cache/mbctl/data."""
+    env = os.environ.get("MBCTL_DATA")
+    return Path(env) if env else Path.home() / ".cache" / "mbctl" / "data"
+
+
+def load_suite(req: Request) -> config.Suite:
+    suite = config.load_suite(config.suite_path(req.suite), overrides=req.overrides)
+    return config.select(suite, select=req.select, exclude=req.exclude)
+
+
+def resolve_target(vendor: str | None, devices: str | None, detection: Detection | None = None) -> Target:
+    """``--vendor`` (default: detected) and ``--devices`` (default: the detected ones)."""
+    detection = detection or vendors.detect()
+    chosen = vendors.get(vendor).vendor if vendor else detection.vendor
+    if devices is not None:
+        found = parse_devices(devices)
+    elif chosen is detection.vendor:
+        found = detection.devices
+    else:
+        found = ()
+    return Target(chosen, detection, found)
+
+
+def choose_backend(name: str) -> tuple[str, list[str]]:
+    """``auto`` picks docker when an engine answers, else local; says why in the notes."""
+    if name != "auto":
+        backend_class(name)  # unknown names fail here with the list of valid ones
+        return name, []
+    try:
+        backend_class("docker")().check()
+    except (BackendUnavailable, ImportError, ConfigError) as exc:
+        return "local", [f"backend: local (docker not usable: {exc})"]
+    return "docker", ["backend: docker (engine reachable)"]
+
+
+def prepare(req: Request) -> Prepared:
+    suite = load_suite(req)
+    target = resolve_target(req.vendor, req.devices)
+    backend_name, notes = choose_backend(req.backend)
+    plan = make_plan(suite, vendor=target.vendor, devices=target.devices)
+    return Prepared(suite, target, plan, backend_name, notes)
+
+
+def make_backend(name: str, req: Request) -> Backend:
+    cls = backend_class(name)
+    backend: Backend = cls(python=req.python) if name == "local" else cls()
+    backend.check()
+    return backend
+
+
+@dataclass
+class RunResult:
+    run: RunDir
+    outcome: Outcome
+
+
+def run(req: Request, prepared: Prepared, *, phase: Phase = Phase.RUN, progress: Progress | None = None) -> RunResult:
+    """Execute a prepared plan into a new run folder (or the ``--resume`` one)."""
+    backend = make_backend(prepared.backend_name, req)
+    data_dir = (req.data_dir or default_data_dir()).resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    plan = prepared.plan
+    if phase is Phase.PREPARE:
+        plan = _one_job_per_definition(plan)
+    if req.resume is not None:
+        rundir = RunDir.open(req.resume)
+        done = rundir.completed_job_ids()
+    else:
+        meta = _meta(req, prepared, phase)
+        rundir = RunDir.create(req.results, meta, run_id=new_run_id(prepared.suite.name))
+        done = set()
+    ctx = RunContext(
+        run_id=rundir.path.name,
+        run_dir=rundir.path.resolve(),
+        data_dir=data_dir,
+        benchmarks_root=config.benchmarks_root(),
+        phase=phase,
+    )
+    outcome = execute(plan, backend, rundir, ctx, skip=done, progress=progress)
+    if outcome.versions:
+        software = {**rundir.meta().get("system", {}).get("software", {}), **outcome.versions}
+        system = {**rundir.meta().get("system", {}), "software": software}
+        rundir.update_meta(system=system)
+    return RunResult(rundir, outcome)
+
+
+def _one_job_per_definition(plan: Plan) -> Plan:
+    seen: set[str] = set()
+    jobs = []
+    for job in plan.jobs:
+        if job.definition not in seen:
+            seen.add(job.definition)
+            jobs.append(job)
+    return plan.model_copy(update={"jobs": tuple(jobs)})
+
+
+def _meta(req: Request, prepared: Prepared, phase: Phase) -> dict[str, Any]:
+    suite = prepared.suite
+    return {
+        "phase": phase.value,
+        "backend": prepared.backend_name,
+        "vendor": prepared.target.vendor.value,
+        "suite": {
+            "name": suite.name,
+            "file": suite.source,
+            "config_hash": suite.config_hash(),
+            "benchmarks": suite.scoring_table(),
+            "select": list(req.select),
+            "exclude": list(req.exclude),
+            "overrides": list(req.overrides),
+        },
+        "plan": prepared.plan.model_dump(mode="json"),
+        "system": sysinfo.describe(prepared.target.detection),
+    }
