@@ -66,7 +66,9 @@ class Requires(_Model):
     """What a benchmark needs from the machine; a job that cannot get it is skipped with a reason."""
 
     gpus: PositiveInt | None = Field(default=None, description="minimum number of devices")
-    gpu_memory_gb: PositiveFloat | None = Field(default=None, description="minimum memory per device")
+    gpu_memory_gb: PositiveFloat | None = Field(
+        default=None, description="minimum memory per device"
+    )
 
 
 class Benchmark(_Model):
@@ -185,7 +187,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key {key!r}", key_node.start_mark
@@ -196,7 +198,7 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict
 
 _UniqueKeyLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _construct_mapping,  # type: ignore[arg-type]
+    _construct_mapping,
 )
 
 
@@ -210,7 +212,7 @@ def _read_yaml(path: Path) -> tuple[Any, _Source]:
     source = _Source(path)
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -269,7 +271,9 @@ def _collect(
         return {}, source, {}
     for key in data:
         if key not in _SUITE_KEYS:
-            problems.add(source, (str(key),), f"unknown key (expected one of {sorted(_SUITE_KEYS)})")
+            problems.add(
+                source, (str(key),), f"unknown key (expected one of {sorted(_SUITE_KEYS)})"
+            )
 
     benches: dict[str, _RawBench] = {}
     includes = data.get("include") or []
@@ -315,22 +319,34 @@ def _collect(
         body = own[name]
         parent_name = body.get("inherits")
         base_data: dict[str, Any] = copy.deepcopy(defaults)
-        origin = {k: (source, ("defaults", k)) for k in defaults}
+        origin: dict[str, tuple[_Source, tuple[str, ...]]] = {
+            k: (source, ("defaults", k)) for k in defaults
+        }
         if parent_name is not None:
             parent: _RawBench | None
             if parent_name in seen:
-                problems.add(source, ("benchmarks", name, "inherits"), f"inheritance cycle: {' → '.join((*seen, parent_name))}")
+                problems.add(
+                    source,
+                    ("benchmarks", name, "inherits"),
+                    f"inheritance cycle: {' → '.join((*seen, parent_name))}",
+                )
                 return None
             if parent_name in own:
                 parent = resolve(str(parent_name), (*seen, str(parent_name)))
             elif parent_name in benches:
                 parent = benches[str(parent_name)]
             else:
-                problems.add(source, ("benchmarks", name, "inherits"), f"no benchmark {parent_name!r} to inherit from")
+                problems.add(
+                    source,
+                    ("benchmarks", name, "inherits"),
+                    f"no benchmark {parent_name!r} to inherit from",
+                )
                 return None
             if parent is None:
                 return None
-            base_data = _deep_merge(base_data, {k: v for k, v in parent.data.items() if k != "name"})
+            base_data = _deep_merge(
+                base_data, {k: v for k, v in parent.data.items() if k != "name"}
+            )
             origin.update(parent.origin)
         elif name in benches:  # redefining an included benchmark refines it
             base_data = _deep_merge(base_data, benches[name].data)
@@ -356,7 +372,9 @@ def apply_overrides(benches: dict[str, _RawBench], overrides: Iterable[str]) -> 
         key, sep, text = item.partition("=")
         parts = key.strip().split(".")
         if not sep or len(parts) < 2 or not all(parts):
-            raise ConfigError(f"--set {item!r}: expected BENCH.KEY[.SUBKEY]=VALUE, e.g. resnet50.argv.batch_size=64")
+            raise ConfigError(
+                f"--set {item!r}: expected BENCH.KEY[.SUBKEY]=VALUE, e.g. resnet50.argv.batch_size=64"
+            )
         try:
             value = yaml.safe_load(text)
         except yaml.YAMLError:
@@ -484,5 +502,6 @@ def select(suite: Suite, *, select: Sequence[str] = (), exclude: Sequence[str] =
 
     keep = expand(select, "--select") if select else set(suite.names())
     keep -= expand(exclude, "--exclude")
-    return suite.model_copy(update={"benchmarks": tuple(b for b in suite.benchmarks if b.name in keep)})
-
+    return suite.model_copy(
+        update={"benchmarks": tuple(b for b in suite.benchmarks if b.name in keep)}
+    )

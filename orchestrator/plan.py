@@ -75,7 +75,9 @@ class Plan(BaseModel):
     skipped: tuple[Skipped, ...] = ()
 
 
-def _skip_reason(bench: Benchmark, vendor: Vendor, devices: Sequence[Device], nodes: int) -> str | None:
+def _skip_reason(
+    bench: Benchmark, vendor: Vendor, devices: Sequence[Device], nodes: int
+) -> str | None:
     if not bench.enabled:
         return "disabled in the suite"
     if bench.vendors is not None and vendor not in bench.vendors:
@@ -138,10 +140,22 @@ def make_plan(
         for tag, devs, n_nodes in placements:
             env = {**bench.env, **spec.visible_devices(devs)}
             jobs.append(
-                Job(id=f"{bench.name}.{tag}", tag=tag, devices=devs, nodes=n_nodes, env=env, **common)
+                Job(
+                    id=f"{bench.name}.{tag}",
+                    tag=tag,
+                    devices=devs,
+                    nodes=n_nodes,
+                    env=env,
+                    **common,
+                )
             )
     return Plan(
-        suite=suite.name, vendor=vendor.value, devices=indices, nodes=nodes, jobs=tuple(jobs), skipped=tuple(skipped)
+        suite=suite.name,
+        vendor=vendor.value,
+        devices=indices,
+        nodes=nodes,
+        jobs=tuple(jobs),
+        skipped=tuple(skipped),
     )
 
 

@@ -80,8 +80,23 @@ def _groups(jobs: Sequence[Job]) -> list[list[Job]]:
 class _Supervisor:
     """Runs one job: submit, pump lines into the recorder, enforce the deadline, record the exit."""
 
-    def __init__(self, backend: Backend, ctx: RunContext, run: RunDir, state: JobState, progress: Progress) -> None:
-        self.backend, self.ctx, self.run, self.state, self.progress = backend, ctx, run, state, progress
+    def __init__(
+        self,
+        backend: Backend,
+        ctx: RunContext,
+        run: RunDir,
+        state: JobState,
+        progress: Progress,
+        wake: threading.Event,
+    ) -> None:
+        self.backend, self.ctx, self.run, self.state, self.progress = (
+            backend,
+            ctx,
+            run,
+            state,
+            progress,
+        )
+        self.wake = wake
         self.handle: Handle | None = None
         self.versions: dict[str, str] = {}
         self.saw_nan = False
@@ -108,6 +123,8 @@ class _Supervisor:
             self._observe(event)
             self.state.warnings = parser.warnings
         self.state.warnings = parser.warnings
+        # end of output almost always means the job exited: let the supervisor look now
+        self.wake.set()
 
     def _observe(self, event: dict[str, Any]) -> None:
         kind = event.get("event")
@@ -117,7 +134,9 @@ class _Supervisor:
             self.state.units = event.get("units")
         elif kind == "progress":
             self.state.target = event.get("total")
-        elif kind == "loss" and isinstance(event.get("value"), float) and math.isnan(event["value"]):
+        elif (
+            kind == "loss" and isinstance(event.get("value"), float) and math.isnan(event["value"])
+        ):
             self.saw_nan = True
         elif kind == "start" and isinstance(event.get("versions"), dict):
             self.versions.update({str(k): str(v) for k, v in event["versions"].items()})
@@ -128,7 +147,8 @@ class _Supervisor:
     def poll(self) -> Exit | None:
         """Non-blocking check; enforces ``max_duration``."""
         assert self.handle is not None
-        done = self.backend.wait(self.handle, timeout=0)
+        # once the output has ended the process is exiting: block briefly instead of spinning
+        done = self.backend.wait(self.handle, timeout=0 if self.reader.is_alive() else TICK)
         if done is not None:
             return done
         if self.state.elapsed > self.state.job.max_duration:
@@ -146,12 +166,22 @@ class _Supervisor:
         assert self.handle is not None
         self.backend.cancel(self.handle)
         final = self.backend.wait(self.handle, timeout=None)
-        return Exit(final.return_code if final else None, Status.CANCELLED, "interrupted by the user", final.image if final else None)
+        return Exit(
+            final.return_code if final else None,
+            Status.CANCELLED,
+            "interrupted by the user",
+            final.image if final else None,
+        )
 
     def finish(self, result: Exit) -> None:
         self.reader.join(timeout=10)
         if result.status is Status.OK and self.state.measures == 0:
-            result = Exit(result.return_code, Status.FAILED, "exited 0 without reporting any training rate", result.image)
+            result = Exit(
+                result.return_code,
+                Status.FAILED,
+                "exited 0 without reporting any training rate",
+                result.image,
+            )
         elif result.status is Status.OK and self.saw_nan:
             result = Exit(result.return_code, Status.FAILED, "loss became NaN", result.image)
         self.recorder.finish(result.return_code, result.status.value, result.reason, result.image)
@@ -184,9 +214,10 @@ def execute(
         progress.update(s)
     for group in _groups(jobs):
         running: list[_Supervisor] = []
+        wake = threading.Event()
         try:
             for job in group:
-                sup = _Supervisor(backend, ctx, run, states[job.id], progress)
+                sup = _Supervisor(backend, ctx, run, states[job.id], progress, wake)
                 running.append(sup)
                 try:
                     sup.start()
@@ -203,7 +234,8 @@ def execute(
                         outcome.versions.update(sup.versions)
                         running.remove(sup)
                 if running:
-                    time.sleep(TICK)
+                    wake.wait(TICK)
+                    wake.clear()
         except KeyboardInterrupt:
             for sup in running:
                 sup.finish(sup.cancel())

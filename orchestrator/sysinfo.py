@@ -69,7 +69,8 @@ def describe(detection: Detection) -> dict[str, Any]:
             "memory_mib": devices[0].memory_mib if devices else None,
             "driver": detection.driver,
             "devices": [
-                {"index": d.index, "name": d.name, "memory_mib": d.memory_mib, "uuid": d.uuid} for d in devices
+                {"index": d.index, "name": d.name, "memory_mib": d.memory_mib, "uuid": d.uuid}
+                for d in devices
             ],
         },
         "software": {"mbctl": __version__, "python": platform.python_version()},

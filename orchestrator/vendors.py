@@ -33,8 +33,15 @@ class VendorSpec:
     visible_devices_env: tuple[str, ...] = ()
     k8s_resource: str | None = None
     k8s_extra_resources: dict[str, str] = field(default_factory=dict)
+    k8s_run_as_non_root: bool = True
+    k8s_capabilities: tuple[str, ...] = ()
+    k8s_host_ipc: bool = False
+    k8s_seccomp: str | None = "RuntimeDefault"
     telemetry: str = "none"
     torch_index: str | None = None
+    image_packages: tuple[str, ...] = field(
+        default=(), metadata={"doc": "pip requirements mbctl's base image adds to base_image"}
+    )
 
     def visible_devices(self, devices: Sequence[str]) -> dict[str, str]:
         """Environment restricting a process to ``devices`` (empty on CPU)."""
@@ -50,6 +57,8 @@ VENDORS: dict[Vendor, VendorSpec] = {
         title="CPU only (development, CI)",
         base_image="python:3.11-slim-bookworm",
         torch_index="https://download.pytorch.org/whl/cpu",
+        # the vendors' images ship their framework; a slim Python image gets the CPU build of torch
+        image_packages=("torch", "numpy"),
     ),
     Vendor.CUDA: VendorSpec(
         vendor=Vendor.CUDA,
@@ -59,6 +68,7 @@ VENDORS: dict[Vendor, VendorSpec] = {
         visible_devices_env=("CUDA_VISIBLE_DEVICES",),
         k8s_resource="nvidia.com/gpu",
         telemetry="pynvml (nvidia-ml-py)",
+        image_packages=("nvidia-ml-py>=12",),
     ),
     Vendor.ROCM: VendorSpec(
         vendor=Vendor.ROCM,
@@ -67,6 +77,7 @@ VENDORS: dict[Vendor, VendorSpec] = {
         # not an isolation boundary: only the devices mounted into the container are a boundary
         visible_devices_env=("HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"),
         k8s_resource="amd.com/gpu",
+        k8s_seccomp="Unconfined",  # as its Docker exposure (security_opt seccomp=unconfined)
         telemetry="amdsmi",
     ),
     Vendor.HPU: VendorSpec(
@@ -75,7 +86,13 @@ VENDORS: dict[Vendor, VendorSpec] = {
         base_image="vault.habana.ai/gaudi-docker/1.18.0/ubuntu22.04/habanalabs/pytorch-installer-2.4.0:latest",
         visible_devices_env=("HABANA_VISIBLE_MODULES",),
         k8s_resource="habana.ai/gaudi",
-        k8s_extra_resources={"hugepages-2Mi": "4Gi"},
+        # the API refuses hugepages without a cpu or memory limit in the same container
+        k8s_extra_resources={"hugepages-2Mi": "4Gi", "memory": "64Gi"},
+        # Habana's runtime pins threads (SYS_NICE) and shares memory across processes (host IPC)
+        k8s_run_as_non_root=False,
+        k8s_capabilities=("SYS_NICE",),
+        k8s_host_ipc=True,
+        k8s_seccomp=None,  # the cluster's default, as in Habana's own examples
         telemetry="hl-smi CSV",
     ),
     Vendor.XPU: VendorSpec(
@@ -115,7 +132,11 @@ class HostFacts:
 
     @classmethod
     def probe(cls) -> HostFacts:
-        return cls(render_nodes=tuple(rocm_render_nodes()), video_gid=_gid("video"), render_gid=_gid("render"))
+        return cls(
+            render_nodes=tuple(rocm_render_nodes()),
+            video_gid=_gid("video"),
+            render_gid=_gid("render"),
+        )
 
 
 def _gid(name: str) -> int | None:
@@ -133,7 +154,9 @@ def rocm_render_nodes(topology: Path = Path("/sys/class/kfd/kfd/topology/nodes")
     for node in topology.iterdir():
         try:
             props = dict(
-                line.split(maxsplit=1) for line in (node / "properties").read_text().splitlines() if " " in line
+                line.split(maxsplit=1)
+                for line in (node / "properties").read_text().splitlines()
+                if " " in line
             )
             minor = int(props.get("drm_render_minor", "0"))
         except (OSError, ValueError):
@@ -144,7 +167,11 @@ def rocm_render_nodes(topology: Path = Path("/sys/class/kfd/kfd/topology/nodes")
 
 
 def docker_exposure(
-    vendor: str | Vendor, devices: Sequence[str], host: HostFacts = HostFacts(), *, shm_size: str = "8g"
+    vendor: str | Vendor,
+    devices: Sequence[str],
+    host: HostFacts = HostFacts(),
+    *,
+    shm_size: str = "8g",
 ) -> dict[str, Any]:
     """``containers.run`` keyword arguments exposing exactly ``devices`` (never ``privileged``)."""
     spec = get(vendor)
@@ -276,12 +303,18 @@ def _detect_rocm() -> tuple[Detection | None, str]:
                     uuid=str(amdsmi.amdsmi_get_gpu_device_uuid(handle)),
                 )
             )
-        driver = str(amdsmi.amdsmi_get_gpu_driver_info(handles[0])["driver_version"]) if handles else None
+        driver = (
+            str(amdsmi.amdsmi_get_gpu_driver_info(handles[0])["driver_version"])
+            if handles
+            else None
+        )
     finally:
         amdsmi.amdsmi_shut_down()
     if not devices:
         return None, "rocm: amdsmi works but reports no GPU"
-    return Detection(Vendor.ROCM, tuple(devices), driver), f"rocm: amdsmi found {len(devices)} GPU(s)"
+    return Detection(
+        Vendor.ROCM, tuple(devices), driver
+    ), f"rocm: amdsmi found {len(devices)} GPU(s)"
 
 
 def _detect_smi(vendor: Vendor, tool: str, query: list[str]) -> tuple[Detection | None, str]:
@@ -289,7 +322,9 @@ def _detect_smi(vendor: Vendor, tool: str, query: list[str]) -> tuple[Detection 
     if path is None:
         return None, f"{vendor}: {tool} is not on PATH"
     try:
-        out = subprocess.run([path, *query], capture_output=True, text=True, timeout=20, check=True).stdout
+        out = subprocess.run(
+            [path, *query], capture_output=True, text=True, timeout=20, check=True
+        ).stdout
     except (OSError, subprocess.SubprocessError) as exc:
         return None, f"{vendor}: {tool} failed ({exc})"
     devices = parse_smi_csv(out)
@@ -328,7 +363,9 @@ def detect() -> Detection:
         _detect_cuda,
         _detect_rocm,
         lambda: _detect_smi(
-            Vendor.HPU, "hl-smi", ["-Q", "index,name,memory.total,uuid", "-f", "csv,noheader,nounits"]
+            Vendor.HPU,
+            "hl-smi",
+            ["-Q", "index,name,memory.total,uuid", "-f", "csv,noheader,nounits"],
         ),
         lambda: _detect_smi(Vendor.XPU, "xpu-smi", ["discovery", "--dump", "1,2,16,3"]),
     )

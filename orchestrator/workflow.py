@@ -16,6 +16,9 @@ from orchestrator.results import RunDir, new_run_id
 from orchestrator.runner import Outcome, Progress, execute
 from orchestrator.vendors import Detection, Vendor
 
+#: Downloads and dataset generation get at least this long, whatever a benchmark's own limit.
+PREPARE_MIN_DURATION = 3600.0
+
 
 @dataclass(frozen=True)
 class Request:
@@ -65,7 +68,9 @@ def load_suite(req: Request) -> config.Suite:
     return config.select(suite, select=req.select, exclude=req.exclude)
 
 
-def resolve_target(vendor: str | None, devices: str | None, detection: Detection | None = None) -> Target:
+def resolve_target(
+    vendor: str | None, devices: str | None, detection: Detection | None = None
+) -> Target:
     """``--vendor`` (default: detected) and ``--devices`` (default: the detected ones)."""
     detection = detection or vendors.detect()
     chosen = vendors.get(vendor).vendor if vendor else detection.vendor
@@ -90,11 +95,14 @@ def choose_backend(name: str) -> tuple[str, list[str]]:
     return "docker", ["backend: docker (engine reachable)"]
 
 
-def prepare(req: Request) -> Prepared:
+def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
+    """Resolve a request into a plan; for ``prepare``, one job per definition with a prepare.py."""
     suite = load_suite(req)
     target = resolve_target(req.vendor, req.devices)
     backend_name, notes = choose_backend(req.backend)
     plan = make_plan(suite, vendor=target.vendor, devices=target.devices)
+    if phase is Phase.PREPARE:
+        plan = preparation_plan(plan, config.benchmarks_root())
     return Prepared(suite, target, plan, backend_name, notes)
 
 
@@ -111,14 +119,14 @@ class RunResult:
     outcome: Outcome
 
 
-def run(req: Request, prepared: Prepared, *, phase: Phase = Phase.RUN, progress: Progress | None = None) -> RunResult:
+def run(
+    req: Request, prepared: Prepared, *, phase: Phase = Phase.RUN, progress: Progress | None = None
+) -> RunResult:
     """Execute a prepared plan into a new run folder (or the ``--resume`` one)."""
     backend = make_backend(prepared.backend_name, req)
     data_dir = (req.data_dir or default_data_dir()).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     plan = prepared.plan
-    if phase is Phase.PREPARE:
-        plan = _one_job_per_definition(plan)
     if req.resume is not None:
         rundir = RunDir.open(req.resume)
         done = rundir.completed_job_ids()
@@ -141,13 +149,19 @@ def run(req: Request, prepared: Prepared, *, phase: Phase = Phase.RUN, progress:
     return RunResult(rundir, outcome)
 
 
-def _one_job_per_definition(plan: Plan) -> Plan:
+def preparation_plan(plan: Plan, benchmarks_root: Path) -> Plan:
+    """One prepare job per benchmark definition that has a ``prepare.py``; data is shared."""
     seen: set[str] = set()
     jobs = []
     for job in plan.jobs:
-        if job.definition not in seen:
+        if (
+            job.definition not in seen
+            and (benchmarks_root / job.definition / "prepare.py").is_file()
+        ):
             seen.add(job.definition)
-            jobs.append(job)
+            jobs.append(
+                job.model_copy(update={"max_duration": max(job.max_duration, PREPARE_MIN_DURATION)})
+            )
     return plan.model_copy(update={"jobs": tuple(jobs)})
 
 

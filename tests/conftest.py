@@ -55,9 +55,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     in_ci = bool(os.environ.get("CI"))
     for item in items:
         for marker, check in CHECKS.items():
-            if marker in item.keywords and (why := check()):
-                # CI installs what these layers need: there the test runs, and fails, rather than skip
-                if not in_ci:
-                    item.add_marker(pytest.mark.skip(reason=why))
+            # CI installs what these layers need: there the test runs, and fails, rather than skip
+            if marker in item.keywords and not in_ci and (why := check()):
+                item.add_marker(pytest.mark.skip(reason=why))
         if "gpu" in item.keywords and (why := gpu_available()):
             item.add_marker(pytest.mark.skip(reason=why))

@@ -93,8 +93,16 @@ class LocalBackend:
             return Exit(0, Status.OK)
         if code < 0:
             name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-            status = Status.OOM if -code == signal.SIGKILL and not handle.extra.get("cancelled") else Status.FAILED
-            reason = "killed by SIGKILL (out of memory?)" if status is Status.OOM else f"killed by {name}"
+            status = (
+                Status.OOM
+                if -code == signal.SIGKILL and not handle.extra.get("cancelled")
+                else Status.FAILED
+            )
+            reason = (
+                "killed by SIGKILL (out of memory?)"
+                if status is Status.OOM
+                else f"killed by {name}"
+            )
             return Exit(code, status, reason)
         return Exit(code, Status.FAILED, f"exited with code {code}")
 

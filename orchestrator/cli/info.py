@@ -24,7 +24,15 @@ def list_benchmarks(suite: SuiteOpt = "smoke", fmt: FormatOpt = Format.TABLE) ->
     for col in ("benchmark", "definition", "weight", "plan", "unit", "tags", "enabled"):
         table.add_column(col, justify="right" if col == "weight" else "left")
     for b in loaded.benchmarks:
-        table.add_row(b.name, b.definition, f"{b.weight:g}", str(b.plan), b.unit, ",".join(b.tags), "yes" if b.enabled else "no")
+        table.add_row(
+            b.name,
+            b.definition,
+            f"{b.weight:g}",
+            str(b.plan),
+            b.unit,
+            ",".join(b.tags),
+            "yes" if b.enabled else "no",
+        )
     out.print(table)
 
 
@@ -60,7 +68,14 @@ def show_vendors(fmt: FormatOpt = Format.TABLE) -> None:
         out.print_json(json.dumps(payload))
         return
     table = Table(title="vendors", title_justify="left")
-    for col in ("vendor", "accelerators", "visible devices", "k8s resource", "telemetry", "base image"):
+    for col in (
+        "vendor",
+        "accelerators",
+        "visible devices",
+        "k8s resource",
+        "telemetry",
+        "base image",
+    ):
         table.add_column(col)
     for s in vendors.VENDORS.values():
         mark = " [green](detected)[/]" if s.vendor is found.vendor else ""

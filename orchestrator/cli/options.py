@@ -22,30 +22,48 @@ class ReportFormat(StrEnum):
     HTML = "html"
 
 
-SuiteOpt = Annotated[str, typer.Option("--suite", "-s", help="Suite name (benchmarks/suites/NAME.yaml) or a YAML file.")]
+SuiteOpt = Annotated[
+    str,
+    typer.Option("--suite", "-s", help="Suite name (benchmarks/suites/NAME.yaml) or a YAML file."),
+]
 VendorOpt = Annotated[
     str | None, typer.Option("--vendor", help="cpu, cuda, rocm, hpu or xpu (default: detected).")
 ]
 SelectOpt = Annotated[
-    list[str] | None, typer.Option("--select", help="Only these benchmarks or tags (repeatable, comma-separated).")
+    list[str] | None,
+    typer.Option("--select", help="Only these benchmarks or tags (repeatable, comma-separated)."),
 ]
-ExcludeOpt = Annotated[list[str] | None, typer.Option("--exclude", help="Leave out these benchmarks or tags.")]
+ExcludeOpt = Annotated[
+    list[str] | None, typer.Option("--exclude", help="Leave out these benchmarks or tags.")
+]
 SetOpt = Annotated[
     list[str] | None,
-    typer.Option("--set", help="Override a setting: BENCH.KEY[.SUB]=VALUE ('*' for every benchmark)."),
+    typer.Option(
+        "--set", help="Override a setting: BENCH.KEY[.SUB]=VALUE ('*' for every benchmark)."
+    ),
 ]
 DevicesOpt = Annotated[
-    str | None, typer.Option("--devices", help="Device count (8) or indices (0,2) to plan for (default: detected).")
+    str | None,
+    typer.Option(
+        "--devices", help="Device count (8) or indices (0,2) to plan for (default: detected)."
+    ),
 ]
 BackendOpt = Annotated[
-    str, typer.Option("--backend", "-b", help="auto (docker if an engine answers, else local), local, docker, kubernetes.")
+    str,
+    typer.Option(
+        "--backend",
+        "-b",
+        help="auto (docker if an engine answers, else local), local, docker, kubernetes.",
+    ),
 ]
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Folder that receives run folders.")]
 DataOpt = Annotated[
-    Path | None, typer.Option("--data", help="Dataset cache (default: $MBCTL_DATA or ~/.cache/mbctl/data).")
+    Path | None,
+    typer.Option("--data", help="Dataset cache (default: $MBCTL_DATA or ~/.cache/mbctl/data)."),
 ]
 PythonOpt = Annotated[
-    str | None, typer.Option("--python", help="Interpreter with the frameworks, for the local backend.")
+    str | None,
+    typer.Option("--python", help="Interpreter with the frameworks, for the local backend."),
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and launch nothing.")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]

@@ -58,7 +58,9 @@ def test_defaults_inherits_and_argv(tmp_path: Path) -> None:
 
 
 def test_bool_and_list_argv() -> None:
-    bench = config.Benchmark(name="b", definition="b", argv={"amp": True, "no-x": False, "sizes": [1, 2], "lr": 0.1})
+    bench = config.Benchmark(
+        name="b", definition="b", argv={"amp": True, "no-x": False, "sizes": [1, 2], "lr": 0.1}
+    )
     assert bench.command_args() == ("--amp", "--sizes", "1", "2", "--lr", "0.1")
 
 
@@ -118,8 +120,15 @@ def test_missing_file_and_unknown_suite(tmp_path: Path) -> None:
 
 
 def test_include_and_refine(tmp_path: Path) -> None:
-    write(tmp_path, "defaults: {unit: TFLOPS}\nbenchmarks:\n  fp32: {definition: matmul, weight: 0}\n", "lib.yaml")
-    path = write(tmp_path, "name: top\ninclude: [lib.yaml]\nbenchmarks:\n  fp32: {weight: 3}\n  extra: {definition: convnet}\n")
+    write(
+        tmp_path,
+        "defaults: {unit: TFLOPS}\nbenchmarks:\n  fp32: {definition: matmul, weight: 0}\n",
+        "lib.yaml",
+    )
+    path = write(
+        tmp_path,
+        "name: top\ninclude: [lib.yaml]\nbenchmarks:\n  fp32: {weight: 3}\n  extra: {definition: convnet}\n",
+    )
     suite = config.load_suite(path)
     fp32 = suite.get("fp32")
     assert (fp32.weight, fp32.unit, fp32.definition) == (3, "TFLOPS", "matmul")
@@ -135,13 +144,15 @@ def test_include_cycle(tmp_path: Path) -> None:
 
 def test_overrides(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD)
-    suite = config.load_suite(path, overrides=["base.argv.--size=128", "*.max_duration=30", "child.plan=per_gpu"])
+    suite = config.load_suite(
+        path, overrides=["base.argv.--size=128", "*.max_duration=30", "child.plan=per_gpu"]
+    )
     assert suite.get("base").command_args()[-1] == "128"
     assert all(b.max_duration == 30 for b in suite.benchmarks)
     assert suite.get("child").plan.kind is PlanKind.PER_GPU
     with pytest.raises(ConfigError, match="no benchmark 'ghost'"):
         config.load_suite(path, overrides=["ghost.weight=1"])
-    with pytest.raises(ConfigError, match="expected BENCH.KEY"):
+    with pytest.raises(ConfigError, match=r"expected BENCH\.KEY"):
         config.load_suite(path, overrides=["weight"])
     with pytest.raises(ConfigError, match=r"--set.base.weight"):
         config.load_suite(path, overrides=["base.weight=heavy"])

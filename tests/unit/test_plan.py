@@ -61,7 +61,9 @@ def test_cpu_per_gpu_is_one_job() -> None:
         ({"plan": {"nodes": 2}}, "cuda", GPUS, 1, "needs 2 nodes, 1 available"),
     ],
 )
-def test_skips_with_reason(kw: dict[str, object], vendor: str, devices: tuple[Device, ...], nodes: int, reason: str) -> None:
+def test_skips_with_reason(
+    kw: dict[str, object], vendor: str, devices: tuple[Device, ...], nodes: int, reason: str
+) -> None:
     plan = make_plan(suite(bench("b", **kw)), vendor=vendor, devices=devices, nodes=nodes)
     assert not plan.jobs
     assert reason in plan.skipped[0].reason
@@ -73,7 +75,9 @@ def test_images_are_attached() -> None:
 
 
 def test_unknown_vendor() -> None:
-    with pytest.raises(ConfigError, match="unknown vendor 'tpu'.*choose from cpu, cuda, rocm, hpu, xpu"):
+    with pytest.raises(
+        ConfigError, match=r"unknown vendor 'tpu'.*choose from cpu, cuda, rocm, hpu, xpu"
+    ):
         make_plan(suite(bench("b")), vendor="tpu")
 
 

@@ -67,7 +67,11 @@ def bench_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         (root / name / "main.py").write_text(textwrap.dedent(body))
     (root / "benchkit").mkdir()
     (root / "suites").mkdir()
-    suite = {"name": "scripted", "defaults": {"max_duration": 30}, "benchmarks": {n: {"definition": n} for n in SCRIPTS}}
+    suite = {
+        "name": "scripted",
+        "defaults": {"max_duration": 30},
+        "benchmarks": {n: {"definition": n} for n in SCRIPTS},
+    }
     suite["benchmarks"]["hangs"]["max_duration"] = 2
     (root / "suites" / "scripted.yaml").write_text(json.dumps(suite))
     monkeypatch.setenv("MBCTL_BENCHMARKS", str(root))
@@ -109,11 +113,22 @@ def test_every_outcome_is_recorded(bench_root: Path, tmp_path: Path) -> None:
 
     good = read_events(run.events_path("good.0"))
     assert [e["event"] for e in good][:2] == ["config", "start"]
-    assert [e["value"] for e in good if e["event"] == "rate"] == [100.0, 101.0, 102.0, 103.0, 104.0, 105.0]
+    assert [e["value"] for e in good if e["event"] == "rate"] == [
+        100.0,
+        101.0,
+        102.0,
+        103.0,
+        104.0,
+        105.0,
+    ]
     assert "plain output line" in run.log_path("good.0").read_text()
     # measurements taken before the failure are kept
-    assert [e["value"] for e in read_events(run.events_path("fails.0")) if e["event"] == "rate"] == [5.0]
-    assert [e["value"] for e in read_events(run.events_path("hangs.0")) if e["event"] == "rate"] == [1.0]
+    assert [
+        e["value"] for e in read_events(run.events_path("fails.0")) if e["event"] == "rate"
+    ] == [5.0]
+    assert [
+        e["value"] for e in read_events(run.events_path("hangs.0")) if e["event"] == "rate"
+    ] == [1.0]
     garbage = [e for e in read_events(run.events_path("garbage.0")) if e["event"] == "rate"]
     assert [e["value"] for e in garbage] == [7.0]
     state = next(s for s in result.outcome.states if s.job.id == "garbage.0")
@@ -126,7 +141,9 @@ def test_every_outcome_is_recorded(bench_root: Path, tmp_path: Path) -> None:
 def test_resume_runs_only_missing_jobs(bench_root: Path, tmp_path: Path) -> None:
     req = request(tmp_path, select=("good",))
     first = workflow.run(req, workflow.prepare(req)).run
-    (first.path / "good.0.jsonl").write_text('{"event": "config", "t": 1, "job": {}}\n')  # as if killed
+    (first.path / "good.0.jsonl").write_text(
+        '{"event": "config", "t": 1, "job": {}}\n'
+    )  # as if killed
     again = request(tmp_path, select=("good", "silent"), resume=first.path)
     outcome = workflow.run(again, workflow.prepare(again)).outcome
     assert sorted(s.job.id for s in outcome.states) == ["good.0", "silent.0"]
@@ -145,7 +162,9 @@ def test_ctrl_c_cancels_running_jobs_and_keeps_results(bench_root: Path, tmp_pat
     assert time.monotonic() - started < 15
     assert result.outcome.interrupted
     assert statuses(result.run) == {"hangs.0": "cancelled"}
-    assert [e["value"] for e in read_events(result.run.events_path("hangs.0")) if e["event"] == "rate"] == [1.0]
+    assert [
+        e["value"] for e in read_events(result.run.events_path("hangs.0")) if e["event"] == "rate"
+    ] == [1.0]
     assert result.run.completed_job_ids() == set()
 
 
@@ -163,8 +182,18 @@ def test_cancel_kills_the_whole_process_group(tmp_path: Path) -> None:
         f"open({str(pidfile)!r}, 'w').write(str(p.pid))\ntime.sleep(600)\n"
     )
     backend = LocalBackend()
-    job = Job(id="forker.0", bench="forker", tag="0", definition="forker", vendor="cpu", plan=PlanKind.PER_GPU, max_duration=60)
-    ctx = RunContext(run_id="r", run_dir=tmp_path, data_dir=tmp_path, benchmarks_root=root, phase=Phase.RUN)
+    job = Job(
+        id="forker.0",
+        bench="forker",
+        tag="0",
+        definition="forker",
+        vendor="cpu",
+        plan=PlanKind.PER_GPU,
+        max_duration=60,
+    )
+    ctx = RunContext(
+        run_id="r", run_dir=tmp_path, data_dir=tmp_path, benchmarks_root=root, phase=Phase.RUN
+    )
     handle = backend.submit(job, ctx)
     deadline = time.monotonic() + 20
     while not pidfile.exists() or not pidfile.read_text():
@@ -198,10 +227,30 @@ def test_cli_reports_interrupt_with_exit_130(bench_root: Path, tmp_path: Path) -
     """A real `mbctl run` process gets SIGINT: exit 130, one-line message, results kept."""
     env = {**os.environ, "MBCTL_BENCHMARKS": str(bench_root)}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator.cli", "run", "--suite", "scripted", "--select", "hangs", "--set",
-         "hangs.max_duration=60", "--vendor", "cpu", "--backend", "local", "--results", str(tmp_path / "runs"),
-         "--data", str(tmp_path / "data")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "run",
+            "--suite",
+            "scripted",
+            "--select",
+            "hangs",
+            "--set",
+            "hangs.max_duration=60",
+            "--vendor",
+            "cpu",
+            "--backend",
+            "local",
+            "--results",
+            str(tmp_path / "runs"),
+            "--data",
+            str(tmp_path / "data"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
     )
     time.sleep(3)
     proc.send_signal(signal.SIGINT)

@@ -22,7 +22,9 @@ def test_every_vendor_has_a_spec() -> None:
 
 def test_cuda_exposure_renumbers_inside_the_container() -> None:
     kw = vendors.docker_exposure("cuda", ["2", "3"])
-    assert kw["device_requests"] == [{"driver": "nvidia", "device_ids": ["2", "3"], "capabilities": [["gpu"]]}]
+    assert kw["device_requests"] == [
+        {"driver": "nvidia", "device_ids": ["2", "3"], "capabilities": [["gpu"]]}
+    ]
     assert kw["environment"] == {"CUDA_VISIBLE_DEVICES": "0,1"}
     assert kw["ipc_mode"] == "host"
     assert {u["name"] for u in kw["ulimits"]} == {"memlock", "stack"}
@@ -30,7 +32,9 @@ def test_cuda_exposure_renumbers_inside_the_container() -> None:
 
 
 def test_rocm_exposes_only_chosen_render_nodes() -> None:
-    host = HostFacts(render_nodes=("/dev/dri/renderD128", "/dev/dri/renderD136"), video_gid=44, render_gid=109)
+    host = HostFacts(
+        render_nodes=("/dev/dri/renderD128", "/dev/dri/renderD136"), video_gid=44, render_gid=109
+    )
     kw = vendors.docker_exposure("rocm", ["1"], host, shm_size="16g")
     assert kw == {
         "devices": ["/dev/kfd:/dev/kfd:rwm", "/dev/dri/renderD136:/dev/dri/renderD136:rwm"],
@@ -56,15 +60,22 @@ def test_hpu_xpu_cpu_exposure() -> None:
 def test_rocm_render_nodes_follow_kfd_order(tmp_path: Path) -> None:
     for node, minor in (("0", 0), ("1", 136), ("2", 128)):
         (tmp_path / node).mkdir()
-        (tmp_path / node / "properties").write_text(f"cpu_cores_count 0\ndrm_render_minor {minor}\n")
+        (tmp_path / node / "properties").write_text(
+            f"cpu_cores_count 0\ndrm_render_minor {minor}\n"
+        )
     assert vendors.rocm_render_nodes(tmp_path) == ["/dev/dri/renderD136", "/dev/dri/renderD128"]
     assert vendors.rocm_render_nodes(tmp_path / "absent") == []
 
 
 def test_parse_smi_csv() -> None:
-    text = "0, HL-225, 98304 MiB, 01P4-HL2080A0-15-TNBS56-10-07-10\n1, HL-225, 98304, x\nbogus line\n"
+    text = (
+        "0, HL-225, 98304 MiB, 01P4-HL2080A0-15-TNBS56-10-07-10\n1, HL-225, 98304, x\nbogus line\n"
+    )
     devices = vendors.parse_smi_csv(text)
-    assert [(d.index, d.name, d.memory_mib) for d in devices] == [("0", "HL-225", 98304), ("1", "HL-225", 98304)]
+    assert [(d.index, d.name, d.memory_mib) for d in devices] == [
+        ("0", "HL-225", 98304),
+        ("1", "HL-225", 98304),
+    ]
 
 
 def test_detect_falls_back_to_cpu_with_reasons() -> None:

@@ -1,0 +1,363 @@
+"""Reports of mbctl run directories: job success rules, statistics, score, compare, renderers."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from rich.console import Console
+
+from orchestrator.errors import ResultsError
+from orchestrator.plan import Job, PlanKind
+from orchestrator.report import (
+    BenchmarkSpec,
+    JobResult,
+    Report,
+    compare,
+    comparison_table,
+    comparison_to_csv,
+    comparison_to_html,
+    comparison_to_json,
+    comparison_to_markdown,
+    global_score,
+    load,
+    metrics,
+    report,
+    report_table,
+    summarize,
+    to_csv,
+    to_html,
+    to_json,
+    to_markdown,
+)
+from orchestrator.results import RunDir
+
+SUITE = [
+    {"name": "convnet", "weight": 2.0, "enabled": True},
+    {"name": "matmul", "weight": 1.0, "enabled": True},
+    {"name": "jaxmlp", "weight": 1.0, "enabled": True},
+    {"name": "old", "weight": 5.0, "enabled": False},
+]
+CONVNET = {"0": [100.0, 110.0, 105.0, 95.0, 400.0, 101.0], "1": [90.0, 92.0, 91.0]}
+MATMUL = [20.0, 21.0, 22.0, 19.0, 20.5]
+
+
+def job(bench: str, tag: str, devices: tuple[str, ...], plan: PlanKind, weight: float) -> Job:
+    return Job(
+        id=f"{bench}.{tag}",
+        bench=bench,
+        tag=tag,
+        definition=bench,
+        vendor="cuda",
+        devices=devices,
+        plan=plan,
+        weight=weight,
+        max_duration=60,
+        unit="items/s",
+    )
+
+
+def record(
+    run: RunDir,
+    j: Job,
+    rates: list[float],
+    *,
+    rc: int | None = 0,
+    status: str | None = "ok",
+    losses: tuple[float, ...] = (),
+    early_stop: bool = False,
+    gpu: list[dict[str, Any]] | None = None,
+) -> None:
+    rec = run.recorder(j)
+    for i, value in enumerate(rates):
+        rec.event(
+            {"event": "rate", "t": 100.0 + i, "value": value, "units": "items/s", "task": "train"}
+        )
+    rec.event({"event": "rate", "t": 200.0, "value": 1e6, "units": "items/s", "task": "eval"})
+    for loss in losses:
+        rec.event({"event": "loss", "t": 150.0, "value": loss, "task": "train"})
+    for devices in gpu or ():
+        rec.event({"event": "gpu", "t": 150.0, "devices": devices})
+    if early_stop:
+        rec.event({"event": "end", "t": 300.0, "status": "early_stop"})
+    if status is not None:
+        rec.finish(rc, status, reason=None if status == "ok" else f"{status} here")
+
+
+def make_run(root: Path, run_id: str = "r1", scale: float = 1.0) -> RunDir:
+    meta = {
+        "suite": {"name": "standard", "benchmarks": SUITE},
+        "plan": {"skipped": [{"bench": "jaxmlp", "reason": "no jax for this vendor"}]},
+    }
+    run = RunDir.create(root, meta, run_id=run_id)
+    for dev, rates in CONVNET.items():
+        # in the container the one visible device is "0", whatever the host device
+        gpu = [
+            {"0": {"memory": [1000.0 * (i + 1) + 500 * int(dev), 8000.0], "load": 0.9}}
+            for i in range(6)
+        ]
+        record(
+            run,
+            job("convnet", f"D{dev}", (dev,), PlanKind.PER_GPU, 2.0),
+            [r * scale for r in rates],
+            gpu=gpu,
+        )
+    record(run, job("matmul", "0", ("0", "1"), PlanKind.NJOBS, 1.0), [r * scale for r in MATMUL])
+    return run
+
+
+def trimmed(xs: list[float]) -> list[float]:
+    xs = sorted(xs)
+    return xs[1:-1] if len(xs) >= 5 else xs
+
+
+def test_metrics_follow_milabench() -> None:
+    xs = [10.0, 70.0, 20.0, 30.0, 40.0, 50.0, 60.0]
+    s = metrics(xs)
+    kept = [20.0, 30.0, 40.0, 50.0, 60.0]
+    assert (s.mean, s.std) == (np.mean(kept), np.std(kept))
+    assert s.sem == np.std(kept) / len(kept) ** 0.5
+    assert (s.min, s.q1, s.median, s.q3, s.max) == (20.0, 30.0, 40.0, 50.0, 60.0)
+    assert metrics([1.0, 2.0, 3.0, 4.0]).mean == 2.5  # fewer than 5: nothing dropped
+    assert metrics([4.0, 1.0, 2.0, 3.0, 5.0]).mean == 3.0
+    assert math.isnan(metrics([]).mean)
+
+
+def test_run_directory_report(tmp_path: Path) -> None:
+    rep = report([make_run(tmp_path).path])
+    conv, mm = rep.benchmark("convnet"), rep.benchmark("matmul")
+    assert conv is not None and mm is not None
+    pooled = trimmed(CONVNET["0"] + CONVNET["1"])
+    assert conv.n == 2 and conv.fail == 0 and conv.status == "ok"
+    assert conv.perf == pytest.approx(np.mean(pooled))
+    assert conv.std_pct == pytest.approx(np.std(pooled) / np.mean(pooled))
+    per_device = {d: np.mean(trimmed(r)) for d, r in CONVNET.items()}
+    assert conv.per_device == pytest.approx(per_device)
+    assert conv.throughput == conv.score == pytest.approx(sum(per_device.values()))
+    # telemetry: device 1's samples were keyed "0" inside its container; 6 samples -> max dropped
+    assert conv.peak_memory == 5000.0 + 500
+    assert (conv.weight, conv.units, conv.ngpu) == (2.0, "items/s", 1)
+    assert mm.throughput == mm.perf == pytest.approx(np.mean(trimmed(MATMUL)))
+    assert mm.ngpu == 2 and math.isnan(mm.peak_memory)
+    missing = rep.benchmark("jaxmlp")
+    assert missing is not None and missing.status == "missing"
+    assert missing.reason == "no jax for this vendor" and math.isnan(missing.score)
+    assert rep.benchmark("old") is None  # disabled and never ran: not a row
+    # eq. 1 over enabled benchmarks; the missing one counts as 0
+    expected = math.exp((2 * math.log1p(conv.score) + 1 * math.log1p(mm.score) + 0) / 4)
+    assert rep.score == pytest.approx(expected)
+    assert rep.total_weight == 4.0
+    assert (rep.failure_rate, rep.passed) == (0.0, True)
+    assert [b.name for b in rep.benchmarks] == ["convnet", "jaxmlp", "matmul"]
+    assert {s.job: s.times for s in rep.samples["convnet"]}["convnet.D1"] == [0.0, 1.0, 2.0]
+
+
+def test_missing_benchmark_lowers_the_score(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    full = report(
+        [run.path],
+        expected=[BenchmarkSpec(b["name"], b["weight"], b["enabled"]) for b in SUITE[:2]],
+    )
+    partial = report([run.path])
+    assert partial.score < full.score
+    assert "| jaxmlp | 0 | 0 | 0 | missing |" in to_markdown(partial)
+    assert any(
+        b["name"] == "jaxmlp" and b["status"] == "missing" for b in to_json(partial)["benchmarks"]
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "success", "why"),
+    [
+        ({"rc": 0}, True, None),
+        ({"rc": -15, "status": "cancelled", "early_stop": True}, True, None),
+        ({"rc": 0, "losses": (1.0, float("nan"))}, False, "NaN loss"),
+        ({"rc": 1, "status": "failed"}, False, "failed here"),
+        ({"rc": None, "status": "timeout"}, False, "timeout here"),
+        ({"rc": 0, "status": None}, False, "did not finish (no exit event)"),
+    ],
+)
+def test_job_success_rule(
+    tmp_path: Path, kwargs: dict[str, Any], success: bool, why: str | None
+) -> None:
+    run = RunDir.create(tmp_path, {}, run_id="r")
+    record(run, job("b", "D0", ("0",), PlanKind.PER_GPU, 1.0), [10.0], **kwargs)
+    (res,) = load([run.path])[0].jobs
+    assert res.success is success
+    b = summarize([res]).benchmarks[0]
+    assert b.fail == (0 if success else 1)
+    assert b.score == (10.0 if success else 0.0)
+    assert b.reason == (None if success else f"{why} (1/1 jobs)")
+
+
+def test_no_training_rate_fails() -> None:
+    res = JobResult("b.0", "b", "src", 1.0, True, "b", None, return_code=0, status="ok")
+    assert not res.success and res.failure() == "no training rate"
+    b = summarize([res]).benchmarks[0]
+    assert math.isnan(b.perf) and math.isnan(b.score)
+    assert summarize([res]).score == 1.0  # exp(ln(1 + 0)): a NaN score counts as 0
+
+
+def test_global_score_weights() -> None:
+    rep = summarize(
+        [
+            JobResult("a.0", "a", "s", 3.0, True, "a", None, rates=[100.0], return_code=0),
+            JobResult("b.0", "b", "s", 1.0, True, "b", None, rates=[200.0], return_code=0),
+            JobResult("c.0", "c", "s", 0.0, True, "c", None, rates=[999.0], return_code=0),
+            JobResult("d.0", "d", "s", 7.0, False, "d", None, rates=[5.0], return_code=1),
+        ]
+    )
+    assert rep.score == pytest.approx(math.exp((3 * math.log(101) + math.log(201)) / 4))
+    assert rep.failure_rate == 0.25 and not rep.passed  # disabled jobs still count in n/fail
+    score, total = global_score([])
+    assert math.isnan(score) and total == 0
+
+
+def test_merging_runs_pools_jobs(tmp_path: Path) -> None:
+    a, b = make_run(tmp_path, "a"), make_run(tmp_path, "b", scale=2.0)
+    rep = report([a.path, b.path])
+    conv = rep.benchmark("convnet")
+    assert conv is not None and conv.n == 4
+    assert conv.perf == pytest.approx(
+        np.mean(trimmed([r * s for s in (1, 2) for rs in CONVNET.values() for r in rs]))
+    )
+    assert rep.label == "a + b" and len(rep.runs) == 2
+
+
+def test_zip_of_a_run_directory(tmp_path: Path) -> None:
+    run = make_run(tmp_path / "runs")
+    archive = tmp_path / "run.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in run.path.iterdir():
+            zf.write(p, f"r1/{p.name}")
+    assert to_json(report([archive])) == {
+        **to_json(report([run.path])),
+        "runs": to_json(report([archive]))["runs"],
+    }
+
+
+def test_garbage_and_unreadable_jobs_become_notes(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    with open(run.events_path("convnet.D0"), "a") as f:
+        f.write('not json\n\x00\x01\n[1, 2]\n{"event": "rate", "t": 1, "valu')
+    run.events_path("stray.0").write_text('{"event": "rate", "value": 1}\n')
+    rep = report([run.path])
+    conv = rep.benchmark("convnet")
+    assert conv is not None and conv.n == 2 and conv.fail == 0
+    assert rep.notes == [f"{run.events_path('stray.0')}: ignored, no config event"]
+
+
+def test_load_errors_name_the_path(tmp_path: Path) -> None:
+    with pytest.raises(ResultsError, match=r"no such run directory or file: .*missing"):
+        load([tmp_path / "missing"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ResultsError, match=r"empty holds no results"):
+        load([tmp_path / "empty"])
+    (tmp_path / "file.txt").write_text("hello")
+    with pytest.raises(ResultsError, match=r"file\.txt is neither a run directory nor a zip"):
+        load([tmp_path / "file.txt"])
+    with zipfile.ZipFile(tmp_path / "empty.zip", "w") as zf:
+        zf.writestr("readme.txt", "nothing")
+    with pytest.raises(ResultsError, match=r"empty\.zip holds no results"):
+        load([tmp_path / "empty.zip"])
+
+
+def _report(tmp_path: Path) -> Report:
+    run = make_run(tmp_path)
+    record(run, job("matmul", "1", ("0", "1"), PlanKind.NJOBS, 1.0), [1.0], rc=1, status="failed")
+    return report([run.path])
+
+
+def test_json_rendering_is_standard_json(tmp_path: Path) -> None:
+    obj = to_json(_report(tmp_path), samples=True)
+    text = json.dumps(obj, allow_nan=False)
+    assert {"score", "failure_rate", "passed", "benchmarks"} <= set(obj)
+    assert obj["failure_rate"] == pytest.approx(1 / 4) and obj["passed"] is False
+    jax = next(b for b in obj["benchmarks"] if b["name"] == "jaxmlp")
+    assert jax["perf"] is None and jax["score"] is None
+    assert "convnet" in json.loads(text)["samples"]
+
+
+def test_csv_rendering(tmp_path: Path) -> None:
+    rows = list(csv.DictReader(io.StringIO(to_csv(_report(tmp_path)))))
+    assert [r["name"] for r in rows] == ["convnet", "jaxmlp", "matmul"]
+    assert rows[1]["perf"] == "" and rows[1]["status"] == "missing"
+    assert rows[2]["fail"] == "1" and rows[2]["n"] == "2" and rows[2]["status"] == "partial"
+    assert float(rows[0]["score"]) == pytest.approx(_report(tmp_path / "b").benchmarks[0].score)
+
+
+def test_markdown_and_rich_table(tmp_path: Path) -> None:
+    rep = _report(tmp_path)
+    md = to_markdown(rep)
+    assert md.startswith("# Benchmark results: r1\n")
+    assert "**Failure rate**: 25.00% (FAIL)" in md
+    assert re.search(r"\| matmul \| 2 \| 1 \| 0 \| [\d.]+ \| items/s \|", md)
+    console = Console(record=True, width=220)
+    console.print(report_table(rep))
+    text = console.export_text()
+    assert "convnet" in text and "missing" in text and f"Score: {rep.score:.2f}" in text
+
+
+def test_html_is_self_contained_with_plots(tmp_path: Path) -> None:
+    rep = _report(tmp_path)
+    page = to_html(rep)
+    assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
+    assert "<script" not in page and "<link" not in page
+    assert set(re.findall(r"https?://[^\"' ]+", page)) == {"http://www.w3.org/2000/svg"}
+    assert page.count("<svg") == 1 + 2  # the bar chart + convnet and matmul over time
+    assert page.count("<polyline") == 2 + 2  # one line per job with rates
+    assert "jaxmlp" in page and "missing" in page
+
+
+def test_html_escapes_names() -> None:
+    res = JobResult("x.0", "<b>&bench", "s", 1.0, True, "g", None, rates=[1.0, 2.0], return_code=0)
+    page = to_html(summarize([res]))
+    assert "<b>&bench" not in page and "&lt;b&gt;&amp;bench" in page
+
+
+def test_compare(tmp_path: Path) -> None:
+    base = report([make_run(tmp_path, "base").path])
+    other = report([make_run(tmp_path, "fast", scale=2.0).path])
+    other.benchmarks = [b for b in other.benchmarks if b.name != "matmul"]
+    other.benchmarks.append(
+        summarize(
+            [JobResult("new.0", "new", "s", 1.0, True, "new", None, rates=[5.0], return_code=0)]
+        ).benchmarks[0]
+    )
+    cmp = compare(base, [other])
+    rows = {r.name: r for r in cmp.rows}
+    assert rows["convnet"].ratios == [pytest.approx(2.0)]
+    assert math.isnan(rows["matmul"].values[0]) and math.isnan(rows["matmul"].ratios[0])
+    assert math.isnan(rows["jaxmlp"].base) and math.isnan(rows["new"].base)
+    assert cmp.score_ratios == [pytest.approx(other.score / base.score)]
+    assert compare(base, [other], metric="throughput").rows[0].ratios == [pytest.approx(2.0)]
+    obj = comparison_to_json(cmp)
+    json.dumps(obj, allow_nan=False)
+    assert obj["rows"][0]["ratios"] == [pytest.approx(2.0)] and obj["others"] == ["fast"]
+    md = comparison_to_markdown(cmp)
+    assert "| matmul | items/s |" in md and "missing" in md and "| score |" in md
+    rows_csv = list(csv.reader(io.StringIO(comparison_to_csv(cmp))))
+    assert rows_csv[0] == ["name", "units", "base", "value_0", "ratio_0"]
+    assert rows_csv[-1][0] == "score"
+    console = Console(record=True, width=200)
+    console.print(comparison_table(cmp))
+    assert "ratio fast" in console.export_text()
+
+
+def test_comparison_html_is_self_contained(tmp_path: Path) -> None:
+    base = report([make_run(tmp_path, "base").path])
+    other = report([make_run(tmp_path, "<fast>", scale=2.0).path])
+    page = comparison_to_html(compare(base, [other]))
+    assert page.startswith("<!DOCTYPE html>") and "<script" not in page
+    assert set(re.findall(r"https?://[^\"' ]+", page)) == {"http://www.w3.org/2000/svg"}
+    assert "&lt;fast&gt;" in page and "<fast>" not in page
+    assert page.count("<rect") == 3  # convnet, matmul and the score; jaxmlp is missing
+    assert "missing" in page
