@@ -32,6 +32,8 @@ Scalar = str | int | float | bool | None
 ArgValue = Scalar | list[str | int | float]
 
 BENCH_KEYS_NOT_INHERITED = frozenset({"inherits"})
+#: Keys a profile may not change: they decide identity and scoring, not size.
+PROFILE_FORBIDDEN = frozenset({"name", "definition", "weight", "enabled", "inherits", "profiles"})
 
 
 class _Model(BaseModel):
@@ -119,6 +121,7 @@ class Suite(_Model):
     name: str
     description: str = ""
     source: str | None = Field(default=None, description="file the suite was loaded from")
+    profile: str | None = Field(default=None, description="size profile applied (tiny, full, ...)")
     benchmarks: tuple[Benchmark, ...]
 
     def get(self, name: str) -> Benchmark:
@@ -401,11 +404,50 @@ def _loc_to_path(loc: tuple[int | str, ...]) -> tuple[str, ...]:
     return tuple(str(p) for p in loc)
 
 
-def load_suite(path: Path, *, overrides: Iterable[str] = ()) -> Suite:
+def apply_profile(benches: dict[str, _RawBench], profile: str | None, problems: _Problems) -> None:
+    """Merge each benchmark's ``profiles.<profile>`` over its settings and drop ``profiles``.
+
+    Profiles only change sizes (argv, env, max_duration, plan, requires): the same code path
+    runs in ``tiny`` on a CPU and in ``full`` on a GPU node.
+    """
+    known: set[str] = set()
+    for rb in benches.values():
+        profiles = rb.data.pop("profiles", None) or {}
+        src, base = rb.origin.get("profiles", (None, ()))
+        if not isinstance(profiles, dict):
+            problems.add(src, (*base,), "must be a mapping of profile name → settings")
+            continue
+        known.update(profiles)
+        chosen = profiles.get(profile) if profile else None
+        if chosen is None:
+            continue
+        if not isinstance(chosen, dict):
+            problems.add(src, (*base, str(profile)), "must be a mapping of settings")
+            continue
+        for key in sorted(PROFILE_FORBIDDEN & set(chosen)):
+            problems.add(
+                src, (*base, str(profile), key), "a profile may only change sizes, not this key"
+            )
+        rb.data = _deep_merge(
+            rb.data, {k: v for k, v in chosen.items() if k not in PROFILE_FORBIDDEN}
+        )
+        for key in chosen:
+            if src is not None:
+                rb.origin[key] = (src, (*base, str(profile), key))
+    if profile and profile not in known:
+        raise ConfigError(
+            f"--profile {profile!r}: no benchmark of the suite defines it",
+            hint="profiles defined: " + (", ".join(sorted(known)) or "none"),
+        )
+
+
+def load_suite(path: Path, *, overrides: Iterable[str] = (), profile: str | None = None) -> Suite:
     """Load, merge and validate a suite file; every problem is reported in one ConfigError."""
     path = Path(path)
     problems = _Problems()
     top, source, raw = _collect(path.resolve(), problems, (path.resolve(),))
+    problems.raise_if_any()
+    apply_profile(raw, profile, problems)
     problems.raise_if_any()
     apply_overrides(raw, overrides)
 
@@ -436,6 +478,7 @@ def load_suite(path: Path, *, overrides: Iterable[str] = ()) -> Suite:
         name=str(top.get("name") or path.stem),
         description=str(top.get("description") or ""),
         source=str(path),
+        profile=profile,
         benchmarks=tuple(benchmarks),
     )
 

@@ -25,6 +25,7 @@ class Request:
     """Everything a user can say about a run; the CLI fills it from options, tests directly."""
 
     suite: str = "smoke"
+    profile: str | None = None
     vendor: str | None = None
     backend: str = "auto"
     select: Sequence[str] = ()
@@ -64,7 +65,9 @@ def default_data_dir() -> Path:
 
 
 def load_suite(req: Request) -> config.Suite:
-    suite = config.load_suite(config.suite_path(req.suite), overrides=req.overrides)
+    suite = config.load_suite(
+        config.suite_path(req.suite), overrides=req.overrides, profile=req.profile
+    )
     return config.select(suite, select=req.select, exclude=req.exclude)
 
 
@@ -174,6 +177,7 @@ def _meta(req: Request, prepared: Prepared, phase: Phase) -> dict[str, Any]:
         "suite": {
             "name": suite.name,
             "file": suite.source,
+            "profile": suite.profile,
             "config_hash": suite.config_hash(),
             "benchmarks": suite.scoring_table(),
             "select": list(req.select),

@@ -26,6 +26,14 @@ SuiteOpt = Annotated[
     str,
     typer.Option("--suite", "-s", help="Suite name (benchmarks/suites/NAME.yaml) or a YAML file."),
 ]
+ProfileOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--profile",
+        "-p",
+        help="Size profile of the suite: tiny (CPU, seconds) or full (the report's sizes).",
+    ),
+]
 VendorOpt = Annotated[
     str | None, typer.Option("--vendor", help="cpu, cuda, rocm, hpu or xpu (default: detected).")
 ]

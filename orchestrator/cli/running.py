@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +18,7 @@ from orchestrator.cli.options import (
     ExcludeOpt,
     Format,
     FormatOpt,
+    ProfileOpt,
     PythonOpt,
     ResultsOpt,
     SelectOpt,
@@ -158,6 +159,7 @@ def _execute(req: Request, *, dry_run: bool, fmt: Format, phase_name: str) -> No
 
 def run(
     suite: SuiteOpt = "smoke",
+    profile: ProfileOpt = None,
     vendor: VendorOpt = None,
     backend: BackendOpt = "auto",
     select: SelectOpt = None,
@@ -178,9 +180,10 @@ def run(
     if resume is not None:
         from orchestrator.results import RunDir
 
-        suite, select, exclude, overrides = _resumed(RunDir.open(resume).meta(), suite)
+        suite, profile, select, exclude, overrides = _resumed(RunDir.open(resume).meta(), suite)
     req = _request(
         suite=suite,
+        profile=profile,
         vendor=vendor,
         backend=backend,
         select=tuple(select or ()),
@@ -195,12 +198,16 @@ def run(
     _execute(req, dry_run=dry_run, fmt=fmt, phase_name="run")
 
 
-def _resumed(meta: dict[str, object], default: str) -> tuple[str, list[str], list[str], list[str]]:
+def _resumed(
+    meta: dict[str, Any], default: str
+) -> tuple[str, str | None, list[str], list[str], list[str]]:
+    """The suite settings a run was started with, so ``--resume`` plans the same jobs."""
     suite = meta.get("suite")
     if not isinstance(suite, dict):
-        return default, [], [], []
+        return default, None, [], [], []
     return (
         str(suite.get("file") or default),
+        suite.get("profile"),
         list(suite.get("select", [])),
         list(suite.get("exclude", [])),
         list(suite.get("overrides", [])),
@@ -209,6 +216,7 @@ def _resumed(meta: dict[str, object], default: str) -> tuple[str, list[str], lis
 
 def prepare(
     suite: SuiteOpt = "smoke",
+    profile: ProfileOpt = None,
     vendor: VendorOpt = None,
     backend: BackendOpt = "auto",
     select: SelectOpt = None,
@@ -224,6 +232,7 @@ def prepare(
     """Generate or download the datasets of a suite into the cache (each benchmark's prepare.py)."""
     req = _request(
         suite=suite,
+        profile=profile,
         vendor=vendor,
         backend=backend,
         select=tuple(select or ()),

@@ -182,3 +182,57 @@ def test_shipped_suites_load() -> None:
         suite = config.load_suite(path)
         for bench in suite.benchmarks:
             assert (config.benchmarks_root() / bench.definition).is_dir(), f"{path}: {bench.name}"
+
+
+PROFILED = """
+defaults:
+  profiles:
+    tiny: {max_duration: 30}
+benchmarks:
+  bert:
+    definition: bert
+    argv: {--batch-size: 32, --seq-len: 512}
+    profiles:
+      tiny: {argv: {--batch-size: 2, --model: tiny}}
+      full: {argv: {--batch-size: 64}}
+  plain: {definition: matmul}
+"""
+
+
+def test_profiles_change_sizes_only(tmp_path: Path) -> None:
+    path = write(tmp_path, PROFILED)
+    tiny = config.load_suite(path, profile="tiny")
+    assert tiny.profile == "tiny"
+    assert tiny.get("bert").command_args() == (
+        "--batch-size",
+        "2",
+        "--seq-len",
+        "512",
+        "--model",
+        "tiny",
+    )
+    assert tiny.get("bert").max_duration == 30 and tiny.get("plain").max_duration == 30
+    full = config.load_suite(path, profile="full")
+    assert full.get("bert").command_args() == ("--batch-size", "64", "--seq-len", "512")
+    assert full.get("plain").max_duration == 600
+    base = config.load_suite(path)
+    assert base.get("bert").command_args() == ("--batch-size", "32", "--seq-len", "512")
+    assert len({tiny.config_hash(), full.config_hash(), base.config_hash()}) == 3
+    # overrides apply on top of the profile
+    assert (
+        config.load_suite(path, profile="tiny", overrides=["bert.argv.--batch-size=4"])
+        .get("bert")
+        .command_args()[1]
+        == "4"
+    )
+
+
+def test_profile_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="--profile 'huge': no benchmark of the suite defines it"):
+        config.load_suite(write(tmp_path, PROFILED), profile="huge")
+    bad = write(tmp_path, "benchmarks:\n  a:\n    profiles:\n      tiny: {weight: 0}\n", "bad.yaml")
+    with pytest.raises(
+        ConfigError,
+        match=r"bad.yaml:4: benchmarks.a.profiles.tiny.weight: a profile may only change sizes",
+    ):
+        config.load_suite(bad, profile="tiny")
