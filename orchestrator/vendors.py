@@ -43,12 +43,14 @@ class VendorSpec:
         default=(), metadata={"doc": "pip requirements mbctl's base image adds to base_image"}
     )
 
+    device_env: dict[str, str] = field(default_factory=dict)
+
     def visible_devices(self, devices: Sequence[str]) -> dict[str, str]:
         """Environment restricting a process to ``devices`` (empty on CPU)."""
         if not devices:
             return {}
         value = ",".join(devices)
-        return {name: value for name in self.visible_devices_env}
+        return {**self.device_env, **{name: value for name in self.visible_devices_env}}
 
 
 VENDORS: dict[Vendor, VendorSpec] = {
@@ -66,6 +68,8 @@ VENDORS: dict[Vendor, VendorSpec] = {
         base_image="nvcr.io/nvidia/pytorch:25.01-py3",
         # containers renumber devices from 0; host UUIDs are recorded outside by telemetry
         visible_devices_env=("CUDA_VISIBLE_DEVICES",),
+        # CUDA numbers fastest-first by default, NVML by PCI bus: make both agree for telemetry
+        device_env={"CUDA_DEVICE_ORDER": "PCI_BUS_ID"},
         k8s_resource="nvidia.com/gpu",
         telemetry="pynvml (nvidia-ml-py)",
         image_packages=("nvidia-ml-py>=12",),

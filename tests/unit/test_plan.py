@@ -26,7 +26,7 @@ def test_per_gpu_one_job_per_device_with_visible_devices() -> None:
     assert [j.id for j in plan.jobs] == ["resnet50.D0", "resnet50.D1", "resnet50.D2", "resnet50.D3"]
     job = plan.jobs[2]
     assert job.devices == ("2",) and job.device == "2"
-    assert job.env == {"CUDA_VISIBLE_DEVICES": "2"}
+    assert job.env == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "2"}
     assert job.argv == ("--batch-size", "64")
 
 

@@ -25,7 +25,7 @@ def test_cuda_exposure_renumbers_inside_the_container() -> None:
     assert kw["device_requests"] == [
         {"driver": "nvidia", "device_ids": ["2", "3"], "capabilities": [["gpu"]]}
     ]
-    assert kw["environment"] == {"CUDA_VISIBLE_DEVICES": "0,1"}
+    assert kw["environment"] == {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": "0,1"}
     assert kw["ipc_mode"] == "host"
     assert {u["name"] for u in kw["ulimits"]} == {"memlock", "stack"}
     assert "privileged" not in kw
