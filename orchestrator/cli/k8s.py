@@ -1,0 +1,117 @@
+"""``mbctl render k8s``: a suite's Kubernetes manifests (Jobs, Services, PVC, RBAC) for ``kubectl apply -k``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.console import err, out
+from orchestrator.cli.options import ExcludeOpt, SelectOpt, SetOpt, SuiteOpt
+
+
+class PhaseChoice(StrEnum):
+    RUN = "run"
+    PREPARE = "prepare"
+
+
+K8sConfigOpt = Annotated[
+    Path | None,
+    typer.Option("--k8s-config", help="YAML of Kubernetes settings (namespace, PVC, scheduling)."),
+]
+DevicesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--devices", help="Accelerators per node: a count (8) or indices (0,1); none on cpu."
+    ),
+]
+NamespaceOpt = Annotated[
+    str | None, typer.Option("--namespace", "-n", help="Namespace (overrides --k8s-config).")
+]
+
+
+def render_k8s(
+    vendor: Annotated[
+        str,
+        typer.Option("--vendor", help="cpu, cuda, rocm, hpu or xpu: the cluster's accelerators."),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="Folder to write the manifests to.")
+    ],
+    suite: SuiteOpt = "standard",
+    select: SelectOpt = None,
+    exclude: ExcludeOpt = None,
+    overrides: SetOpt = None,
+    devices: DevicesOpt = None,
+    nodes: Annotated[
+        int, typer.Option("--nodes", min=1, help="Nodes a multi-node benchmark may span.")
+    ] = 1,
+    image_registry: Annotated[
+        str | None,
+        typer.Option(
+            "--image-registry", help="Use REGISTRY/mbctl/<benchmark>:<vendor> (placeholders)."
+        ),
+    ] = None,
+    lock: Annotated[
+        Path | None, typer.Option("--lock", help="Images lock: every image pinned by digest.")
+    ] = None,
+    image: Annotated[
+        list[str] | None,
+        typer.Option("--image", help="BENCH=REF: the image of one benchmark (repeatable)."),
+    ] = None,
+    k8s_config: K8sConfigOpt = None,
+    namespace: NamespaceOpt = None,
+    phase: Annotated[
+        PhaseChoice,
+        typer.Option("--phase", help="run: the benchmarks; prepare: jobs filling the dataset PVC."),
+    ] = PhaseChoice.RUN,
+) -> None:
+    """Write a suite's Jobs (Indexed Jobs + Services across nodes), PVC, RBAC and a kustomization."""
+    from orchestrator import config, workflow
+    from orchestrator.backends.base import Phase
+    from orchestrator.backends.kubernetes import load_settings
+    from orchestrator.backends.kubernetes.render import image_refs, write_manifests
+    from orchestrator.errors import ConfigError
+    from orchestrator.plan import make_plan, parse_devices
+
+    settings = load_settings(k8s_config, namespace=namespace)
+    chosen = config.select(
+        config.load_suite(config.suite_path(suite), overrides=overrides or ()),
+        select=select or (),
+        exclude=exclude or (),
+    )
+    refs = image_refs(chosen, vendor, registry=image_registry, lock=lock, explicit=image or ())
+    plan = make_plan(
+        chosen,
+        vendor=vendor,
+        devices=parse_devices(devices) if devices else (),
+        nodes=nodes,
+        images=refs,
+    )
+    run_phase = Phase(phase.value)
+    if run_phase is Phase.PREPARE:
+        planned = len(plan.jobs)
+        plan = workflow.preparation_plan(plan, config.benchmarks_root())
+        if planned and not plan.jobs:
+            raise ConfigError("nothing to prepare: no benchmark of the selection has a prepare.py")
+    if not plan.jobs:
+        raise ConfigError(
+            "nothing to render: every benchmark was skipped",
+            hint="; ".join(f"{s.bench}: {s.reason}" for s in plan.skipped) or "empty selection",
+        )
+    written = write_manifests(plan, settings, output, run_phase)
+    for s in plan.skipped:
+        err.print(f"[yellow]skipped[/] {s.bench}: {s.reason}")
+    out.print(
+        f"wrote {len(written)} files to {output} ({len(plan.jobs)} jobs, namespace {settings.namespace})"
+    )
+    out.print(f"apply with: kubectl apply -k {output}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``k8s`` to the ``render`` group (which ``orchestrator.cli.render`` adds to ``app``)."""
+    from orchestrator.cli.render import render_app
+
+    render_app.command("k8s")(render_k8s)

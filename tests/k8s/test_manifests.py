@@ -1,0 +1,497 @@
+"""Kubernetes manifests: golden files per vendor, strict schema validation, the facts each must hold.
+
+Set MBCTL_UPDATE_GOLDEN=1 to rewrite the golden files after an intended change (then review the diff).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from helpers import DIGEST, HERE, SUITE, VENDORS, job_of, plan_for
+from typer.testing import CliRunner
+
+from orchestrator.backends.base import Phase
+from orchestrator.backends.kubernetes import K8sSettings, load_settings
+from orchestrator.backends.kubernetes.manifests import (
+    dns_label,
+    job_manifest,
+    job_name,
+    label_value,
+    render_bundle,
+)
+from orchestrator.backends.kubernetes.render import image_refs, to_yaml
+from orchestrator.errors import ConfigError
+from orchestrator.plan import Job, Plan
+from orchestrator.workflow import preparation_plan
+
+pytestmark = pytest.mark.k8s
+
+GOLDEN = HERE / "golden"
+EXAMPLES = HERE.parent.parent / "k8s"
+#: The oldest Kubernetes the manifests claim to work on, and the newest schema at hand.
+SCHEMA_VERSIONS = ("1.27", "1.37")
+RUN_ID = "20250101-000000-k8s-test-abcd"
+
+
+def _golden(name: str, text: str) -> None:
+    path = GOLDEN / name
+    if os.environ.get("MBCTL_UPDATE_GOLDEN"):
+        path.write_text(text)
+    assert path.is_file(), f"{path} is missing: run with MBCTL_UPDATE_GOLDEN=1"
+    assert text == path.read_text(), f"{name} changed: review, then run with MBCTL_UPDATE_GOLDEN=1"
+
+
+def _pod(manifest: dict[str, Any]) -> dict[str, Any]:
+    pod: dict[str, Any] = manifest["spec"]["template"]["spec"]
+    return pod
+
+
+def _container(manifest: dict[str, Any]) -> dict[str, Any]:
+    container: dict[str, Any] = _pod(manifest)["containers"][0]
+    return container
+
+
+def _env(manifest: dict[str, Any]) -> dict[str, Any]:
+    return {e["name"]: e.get("value", e.get("valueFrom")) for e in _container(manifest)["env"]}
+
+
+def _job(vendor: str, bench: str, phase: Phase = Phase.RUN, **settings: Any) -> dict[str, Any]:
+    return job_manifest(
+        job_of(plan_for(vendor), bench), K8sSettings(**settings), phase, run_id=RUN_ID
+    )
+
+
+# --- golden files and schemas -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_golden_bundle_per_vendor(vendor: str) -> None:
+    _golden(f"{vendor}.yaml", to_yaml(render_bundle(plan_for(vendor), K8sSettings())))
+
+
+def _preparation(plan: Plan) -> Plan:
+    """The prepare plan, as if every benchmark folder had a prepare.py."""
+    with tempfile.TemporaryDirectory() as root:
+        for job in plan.jobs:
+            (Path(root) / job.definition).mkdir(exist_ok=True)
+            (Path(root) / job.definition / "prepare.py").touch()
+        return preparation_plan(plan, Path(root))
+
+
+def test_golden_prepare_bundle() -> None:
+    plan = _preparation(plan_for("cuda"))
+    _golden("cuda-prepare.yaml", to_yaml(render_bundle(plan, K8sSettings(), Phase.PREPARE)))
+
+
+def _settings_with_everything() -> K8sSettings:
+    return K8sSettings(
+        namespace="bench",
+        storage_class="cephfs",
+        node_selector={"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"},
+        tolerations=(
+            {"key": "dedicated", "operator": "Equal", "value": "bench", "effect": "NoSchedule"},
+        ),
+        affinity={
+            "nodeAffinity": {
+                "requiredDuringSchedulingIgnoredDuringExecution": {
+                    "nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "pool", "operator": "In", "values": ["gpu"]}]}
+                    ]
+                }
+            }
+        },
+        priority_class="benchmarks",
+        image_pull_secrets=("registry-creds",),
+        service_account="bench-runner",
+        limits={"memory": "200Gi", "cpu": "32"},
+        supplemental_groups=(44, 109),
+    )
+
+
+@pytest.mark.parametrize("version", SCHEMA_VERSIONS)
+@pytest.mark.parametrize("phase", list(Phase))
+@pytest.mark.parametrize("vendor", VENDORS)
+def test_every_manifest_is_valid_for_the_api_schema(
+    vendor: str, phase: Phase, version: str
+) -> None:
+    import kubernetes_validate
+
+    plan = plan_for(vendor)
+    assert {j.plan.value for j in plan.jobs} == {"per_gpu", "njobs", "nodes"}
+    if phase is Phase.PREPARE:
+        plan = _preparation(plan)
+    example = load_settings(EXAMPLES / "settings" / "example.yaml")
+    for settings in (K8sSettings(), _settings_with_everything(), example):
+        for name, manifest in render_bundle(plan, settings, phase).items():
+            try:
+                kubernetes_validate.validate(manifest, version, strict=True)
+            except kubernetes_validate.ValidationError as exc:
+                pytest.fail(
+                    f"{name} is invalid for Kubernetes {version}: {exc.message} at {list(exc.path)}"
+                )
+
+
+def test_checked_in_examples_are_current_and_valid() -> None:
+    import kubernetes_validate
+
+    from orchestrator import config
+    from orchestrator.backends.kubernetes.render import KUSTOMIZATION
+    from orchestrator.plan import make_plan, parse_devices
+
+    suite = config.load_suite(config.suite_path("smoke"))
+    refs = image_refs(suite, "cuda", registry="registry.example.com")
+    plan = make_plan(suite, vendor="cuda", devices=parse_devices("1"), images=refs)
+    bundle = render_bundle(plan, K8sSettings())
+    expected = {**{name: to_yaml(m) for name, m in bundle.items()}}
+    kustomization = yaml.safe_load((EXAMPLES / KUSTOMIZATION).read_text())
+    assert kustomization["resources"] == list(bundle)
+    for name, text in expected.items():
+        assert (EXAMPLES / name).read_text() == text, (
+            f"k8s/{name} is stale: see k8s/README.md to re-render"
+        )
+        kubernetes_validate.validate(yaml.safe_load(text), SCHEMA_VERSIONS[-1], strict=True)
+
+
+# --- what every job must hold -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("vendor", "resource"),
+    [
+        ("cuda", "nvidia.com/gpu"),
+        ("rocm", "amd.com/gpu"),
+        ("hpu", "habana.ai/gaudi"),
+        ("xpu", "gpu.intel.com/i915"),
+    ],
+)
+def test_devices_go_in_limits_with_a_toleration_for_their_taint(vendor: str, resource: str) -> None:
+    for bench, count in (("resnet50", "1"), ("dp-mlp", "2"), ("llm-2n", "2")):
+        manifest = _job(vendor, bench)
+        assert _container(manifest)["resources"]["limits"][resource] == count
+        assert "requests" not in _container(manifest)["resources"]
+        assert _pod(manifest)["tolerations"][0] == {
+            "key": resource,
+            "operator": "Exists",
+            "effect": "NoSchedule",
+        }
+
+
+def test_cpu_jobs_ask_for_no_device() -> None:
+    manifest = _job("cpu", "resnet50")
+    assert _container(manifest)["resources"] == {}
+    assert "tolerations" not in _pod(manifest)
+
+
+def test_xpu_resource_name_can_be_the_xe_driver() -> None:
+    manifest = _job("xpu", "resnet50", resource_name="gpu.intel.com/xe")
+    assert _container(manifest)["resources"]["limits"] == {"gpu.intel.com/xe": "1"}
+    assert _pod(manifest)["tolerations"][0]["key"] == "gpu.intel.com/xe"
+
+
+def test_environment_drops_visible_devices_and_points_at_the_volumes() -> None:
+    for vendor in VENDORS:
+        env = _env(_job(vendor, "resnet50"))
+        assert not {"CUDA_VISIBLE_DEVICES", "HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES",
+                    "HABANA_VISIBLE_MODULES", "ZE_AFFINITY_MASK"} & set(env)  # fmt: skip
+        assert env["MBCTL_DATA"] == "/data" and env["MBCTL_RESULTS"] == "/results"
+        assert env["MBCTL_RUN_ID"] == RUN_ID
+        assert env["MBCTL_JOB_ID"] == ("resnet50.0" if vendor == "cpu" else "resnet50.D0")
+    assert _env(_job("cuda", "llm-2n"))["NCCL_DEBUG"] == "INFO"
+
+
+def test_dollar_parens_in_arguments_and_environment_stay_literal() -> None:
+    job = job_of(plan_for("cuda"), "resnet50")
+    job = job.model_copy(update={"argv": ("--name", "$(HOSTNAME)"), "env": {"TAG": "a$(B)"}})
+    manifest = job_manifest(job, K8sSettings(), run_id=RUN_ID)
+    assert _container(manifest)["args"] == ["--name", "$$(HOSTNAME)"]
+    assert _env(manifest)["TAG"] == "a$$(B)"
+
+
+def test_volumes_shm_data_read_only_while_running_writable_while_preparing() -> None:
+    run = _job("cuda", "resnet50", shm_size="32Gi", pvc="datasets")
+    assert _pod(run)["volumes"] == [
+        {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "32Gi"}},
+        {"name": "data", "persistentVolumeClaim": {"claimName": "datasets", "readOnly": True}},
+        {"name": "results", "emptyDir": {}},
+    ]
+    assert {m["mountPath"]: m.get("readOnly", False) for m in _container(run)["volumeMounts"]} == {
+        "/dev/shm": False, "/data": True, "/results": False,
+    }  # fmt: skip
+    prepare = _job("cuda", "resnet50", Phase.PREPARE)
+    assert _pod(prepare)["volumes"][1]["persistentVolumeClaim"]["readOnly"] is False
+    assert _container(prepare)["command"] == ["python", "prepare.py"]
+    assert "nvidia.com/gpu" not in _container(prepare)["resources"].get("limits", {})
+    assert prepare["metadata"]["name"] == f"resnet50-d0-prepare-{RUN_ID}"
+
+
+def test_job_spec_deadline_retries_ttl_and_labels() -> None:
+    manifest = _job("cuda", "resnet50", backoff_limit=2, ttl_seconds=60)
+    spec = manifest["spec"]
+    assert (
+        spec["activeDeadlineSeconds"],
+        spec["backoffLimit"],
+        spec["ttlSecondsAfterFinished"],
+    ) == (91, 2, 60)
+    assert _pod(manifest)["restartPolicy"] == "Never"
+    assert manifest["metadata"]["labels"] == {
+        "app.kubernetes.io/managed-by": "mbctl",
+        "mbctl.run": RUN_ID,
+        "mbctl.job": "resnet50.D0",
+        "mbctl.bench": "resnet50",
+        "mbctl.phase": "run",
+    }
+    assert spec["template"]["metadata"]["labels"] == manifest["metadata"]["labels"]
+    assert _container(manifest)["args"] == ["--batch-size", "64", "--amp"]
+    assert _container(manifest)["image"] == f"registry.example/mbctl/convnet@{DIGEST}"
+
+
+def test_user_scheduling_settings_reach_the_pod() -> None:
+    settings = _settings_with_everything()
+    manifest = job_manifest(job_of(plan_for("cuda"), "resnet50"), settings, run_id=RUN_ID)
+    pod = _pod(manifest)
+    assert manifest["metadata"]["namespace"] == "bench"
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
+    assert pod["tolerations"][1] == {
+        "key": "dedicated",
+        "operator": "Equal",
+        "value": "bench",
+        "effect": "NoSchedule",
+    }
+    assert pod["affinity"] == settings.affinity
+    assert pod["priorityClassName"] == "benchmarks"
+    assert pod["imagePullSecrets"] == [{"name": "registry-creds"}]
+    assert pod["serviceAccountName"] == "bench-runner"
+    assert pod["securityContext"]["supplementalGroups"] == [44, 109]
+    assert _container(manifest)["resources"]["limits"] == {
+        "nvidia.com/gpu": "1",
+        "memory": "200Gi",
+        "cpu": "32",
+    }
+
+
+@pytest.mark.parametrize("vendor", ["cpu", "cuda", "rocm", "xpu"])
+def test_non_root_where_the_vendor_allows_it(vendor: str) -> None:
+    manifest = _job(vendor, "resnet50")
+    security = _pod(manifest)["securityContext"]
+    assert security["runAsNonRoot"] is True and security["runAsUser"] == 1000
+    assert _container(manifest)["securityContext"] == {
+        "allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]},
+    }  # fmt: skip
+    assert "hostIPC" not in _pod(manifest)
+
+
+def test_gaudi_gets_sys_nice_host_ipc_and_hugepages() -> None:
+    manifest = _job("hpu", "resnet50")
+    assert "securityContext" not in _pod(manifest)
+    assert _container(manifest)["securityContext"] == {"capabilities": {"add": ["SYS_NICE"]}}
+    assert _pod(manifest)["hostIPC"] is True
+    limits = _container(manifest)["resources"]["limits"]
+    assert limits["hugepages-2Mi"] == "4Gi" and "memory" in limits
+
+
+def test_multi_node_is_an_indexed_job_behind_a_headless_service() -> None:
+    from orchestrator.backends.kubernetes.manifests import service_manifest
+
+    job = job_of(plan_for("cuda"), "llm-2n")
+    manifest = job_manifest(job, K8sSettings(), run_id=RUN_ID)
+    name = manifest["metadata"]["name"]
+    spec = manifest["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 2, 2)
+    assert _pod(manifest)["subdomain"] == name
+    container = _container(manifest)
+    assert container["command"] == ["python", "-m", "torch.distributed.run"]
+    assert container["args"] == [
+        "--nnodes", "2", "--nproc-per-node", "2", "--node-rank", "$(JOB_COMPLETION_INDEX)",
+        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{name}-0.{name}:29500", "main.py", "--size", "4096",
+    ]  # fmt: skip
+    assert _env(manifest)["JOB_COMPLETION_INDEX"] == {
+        "fieldRef": {
+            "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+        }
+    }
+    service = service_manifest(job, K8sSettings(), run_id=RUN_ID)
+    assert service["metadata"]["name"] == name
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["selector"] == {"job-name": name}
+    prepare = job_manifest(job, K8sSettings(), Phase.PREPARE, run_id=RUN_ID)
+    assert "completionMode" not in prepare["spec"] and "subdomain" not in _pod(prepare)
+
+
+def test_a_job_without_an_image_is_refused() -> None:
+    job = job_of(plan_for("cuda"), "resnet50").model_copy(update={"image": None})
+    with pytest.raises(ConfigError, match=r"job resnet50.D0 has no image") as caught:
+        job_manifest(job, K8sSettings(), run_id=RUN_ID)
+    assert caught.value.hint is not None and "--lock" in caught.value.hint
+    plan = plan_for("cuda")
+    plan = plan.model_copy(
+        update={"jobs": tuple(j.model_copy(update={"image": None}) for j in plan.jobs)}
+    )
+    with pytest.raises(ConfigError, match="no image for dp-mlp, llm-2n, resnet50"):
+        render_bundle(plan, K8sSettings())
+
+
+# --- names ------------------------------------------------------------------------------------
+
+
+def test_names_are_dns_labels_and_label_values_are_safe() -> None:
+    assert dns_label("resnet50.D0") == "resnet50-d0"
+    assert dns_label("3d-unet.D1") == "mbctl-3d-unet-d1"
+    long = dns_label(
+        "a-very-long-benchmark-name-for-a-language-model.D7", "20250101-000000-standard-ab12"
+    )
+    assert len(long) == 63 and long[-9] == "-"
+    assert long != dns_label(
+        "a-very-long-benchmark-name-for-a-language-model.D6", "20250101-000000-standard-ab12"
+    )
+    assert label_value("resnet50.D0") == "resnet50.D0"
+    assert label_value("bench/with spaces!") == "bench-with-spaces"
+    assert len(label_value("x" * 80)) == 63
+
+
+def test_multi_node_names_leave_room_for_the_pod_index() -> None:
+    job = Job(
+        id="l" * 70 + ".N12", bench="l" * 70, tag="N12", definition="matmul", vendor="cuda",
+        devices=("0",), plan="nodes", nodes=12, max_duration=10, image="x",
+    )  # fmt: skip
+    name = job_name(job, Phase.RUN, RUN_ID)
+    assert len(f"{name}-11") <= 63
+
+
+# --- settings ---------------------------------------------------------------------------------
+
+
+def test_settings_file_problems_are_reported_with_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "k8s.yaml"
+    path.write_text(
+        "namespace: bench\nshm_size: lots\ntolerations:\n  - key: a\n    operater: Exists\nnode_pool: gpu\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    text = str(caught.value)
+    assert "3 problems" in text
+    assert f"{path}:2: shm_size:" in text
+    assert f"{path}:5: tolerations.0.operater: unknown key" in text
+    assert f"{path}:6: node_pool: unknown key" in text
+
+
+def test_settings_load_and_namespace_override(tmp_path: Path) -> None:
+    path = tmp_path / "k8s.yaml"
+    path.write_text(
+        "namespace: bench\npvc: datasets\nlimits: {memory: 64Gi}\npending_timeout: 60\n"
+    )
+    settings = load_settings(path, namespace="other")
+    assert (settings.namespace, settings.pvc, settings.limits, settings.pending_timeout) == (
+        "other", "datasets", {"memory": "64Gi"}, 60.0,
+    )  # fmt: skip
+    assert load_settings() == K8sSettings()
+    with pytest.raises(ConfigError, match="--namespace 'Not_Valid'"):
+        load_settings(namespace="Not_Valid")
+
+
+# --- images and the CLI -----------------------------------------------------------------------
+
+
+def test_image_refs_prefer_explicit_then_lock_then_registry(tmp_path: Path) -> None:
+    from orchestrator import config, images
+
+    suite = config.load_suite(SUITE)
+    entry = images.LockEntry(
+        ref=f"registry.example/mbctl/convnet@{DIGEST}",
+        image_id=DIGEST,
+        base=images.LockBase(name="nvcr.io/nvidia/pytorch:25.01-py3", digest=DIGEST),
+    )
+    lock = tmp_path / "images.lock.yaml"
+    images.write_lock(images.Lock().updated("cuda", {"convnet": entry}), lock)
+    refs = image_refs(suite, "cuda", registry="reg.local", lock=lock, explicit=["llm-2n=my/llm:1"])
+    assert refs == {
+        "resnet50": entry.ref,
+        "dp-mlp": "reg.local/mbctl/jaxmlp:cuda",
+        "llm-2n": "my/llm:1",
+    }
+    with pytest.raises(ConfigError, match="--image nope: no such benchmark"):
+        image_refs(suite, "cuda", explicit=["nope=x"])
+    with pytest.raises(ConfigError, match="expected BENCH=REF"):
+        image_refs(suite, "cuda", explicit=["resnet50"])
+
+
+def test_render_k8s_writes_one_file_per_object_and_a_kustomization(tmp_path: Path) -> None:
+    from orchestrator.cli.main import app
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        ["render", "k8s", "--vendor", "rocm", "--suite", str(SUITE), "--devices", "2", "--nodes", "2",
+         "--image-registry", "reg.local", "--namespace", "bench", "--output", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    files = sorted(p.name for p in out.iterdir())
+    assert files == sorted(
+        [
+            "kustomization.yaml", "namespace-bench.yaml", "persistentvolumeclaim-mbctl-data.yaml",
+            "serviceaccount-mbctl.yaml", "role-mbctl.yaml", "rolebinding-mbctl.yaml",
+            "job-resnet50-d0.yaml", "job-resnet50-d1.yaml", "job-dp-mlp-0.yaml",
+            "job-llm-2n-n2.yaml", "service-llm-2n-n2.yaml",
+        ]
+    )  # fmt: skip
+    job = yaml.safe_load((out / "job-llm-2n-n2.yaml").read_text())
+    assert job["metadata"]["namespace"] == "bench"
+    assert _container(job)["image"] == "reg.local/mbctl/matmul:rocm"
+    assert "&id" not in (out / "job-resnet50-d0.yaml").read_text()
+
+
+def test_render_k8s_errors_are_one_line_with_exit_code_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from orchestrator.cli.main import app
+
+    runner = CliRunner()
+    no_image = runner.invoke(
+        app,
+        [
+            "render",
+            "k8s",
+            "--vendor",
+            "cuda",
+            "--suite",
+            str(SUITE),
+            "--devices",
+            "1",
+            "-o",
+            str(tmp_path),
+        ],
+    )
+    assert no_image.exit_code == 2
+    assert "error: no image for dp-mlp, resnet50" in no_image.stderr
+    no_device = runner.invoke(
+        app,
+        [
+            "render",
+            "k8s",
+            "--vendor",
+            "cuda",
+            "--suite",
+            str(SUITE),
+            "--image-registry",
+            "r",
+            "-o",
+            str(tmp_path),
+        ],
+    )
+    assert no_device.exit_code == 2
+    assert "nothing to render" in no_device.stderr and "pass --devices N" in no_device.stderr
+    monkeypatch.setenv("MBCTL_BENCHMARKS", str(tmp_path / "no-benchmarks"))
+    nothing_to_prepare = runner.invoke(
+        app,
+        ["render", "k8s", "--vendor", "cpu", "--suite", str(SUITE), "--image-registry", "r",
+         "--phase", "prepare", "-o", str(tmp_path)],
+    )  # fmt: skip
+    assert nothing_to_prepare.exit_code == 2
+    assert (
+        "nothing to prepare: no benchmark of the selection has a prepare.py"
+        in nothing_to_prepare.stderr
+    )
