@@ -36,6 +36,10 @@ class Request:
     data_dir: Path | None = None
     resume: Path | None = None
     python: str | None = None
+    namespace: str | None = None
+    kubeconfig: str | None = None
+    k8s_config: Path | None = None
+    keep: bool = False
 
 
 @dataclass
@@ -110,8 +114,18 @@ def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
 
 
 def make_backend(name: str, req: Request) -> Backend:
+    """Instantiate and check the backend with the request's backend-specific settings."""
     cls = backend_class(name)
-    backend: Backend = cls(python=req.python) if name == "local" else cls()
+    backend: Backend
+    if name == "local":
+        backend = cls(python=req.python)
+    elif name == "kubernetes":
+        from orchestrator.backends.kubernetes import load_settings
+
+        settings = load_settings(req.k8s_config, namespace=req.namespace)
+        backend = cls(settings, kubeconfig=req.kubeconfig, keep=req.keep)
+    else:
+        backend = cls()
     backend.check()
     return backend
 

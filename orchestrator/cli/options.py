@@ -75,3 +75,33 @@ PythonOpt = Annotated[
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and launch nothing.")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+NamespaceOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--namespace",
+        help="Kubernetes namespace (kubernetes backend).",
+        rich_help_panel="Kubernetes",
+    ),
+]
+KubeconfigOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--kubeconfig",
+        help="kubeconfig file (default: $KUBECONFIG, then in-cluster).",
+        rich_help_panel="Kubernetes",
+    ),
+]
+K8sConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--k8s-config",
+        help="YAML of cluster settings (PVC, node selector, tolerations...).",
+        rich_help_panel="Kubernetes",
+    ),
+]
+KeepOpt = Annotated[
+    bool,
+    typer.Option(
+        "--keep", help="Keep finished Jobs/Services for inspection.", rich_help_panel="Kubernetes"
+    ),
+]

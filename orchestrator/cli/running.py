@@ -18,6 +18,10 @@ from orchestrator.cli.options import (
     ExcludeOpt,
     Format,
     FormatOpt,
+    K8sConfigOpt,
+    KeepOpt,
+    KubeconfigOpt,
+    NamespaceOpt,
     ProfileOpt,
     PythonOpt,
     ResultsOpt,
@@ -173,6 +177,10 @@ def run(
         typer.Option("--resume", help="Continue RUN: run only its jobs with no completed result."),
     ] = None,
     python: PythonOpt = None,
+    namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    k8s_config: K8sConfigOpt = None,
+    keep: KeepOpt = False,
     dry_run: DryRunOpt = False,
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
@@ -194,6 +202,10 @@ def run(
         data_dir=data,
         resume=resume,
         python=python,
+        namespace=namespace,
+        kubeconfig=kubeconfig,
+        k8s_config=k8s_config,
+        keep=keep,
     )
     _execute(req, dry_run=dry_run, fmt=fmt, phase_name="run")
 
@@ -226,6 +238,10 @@ def prepare(
     results: ResultsOpt = Path("runs"),
     data: DataOpt = None,
     python: PythonOpt = None,
+    namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    k8s_config: K8sConfigOpt = None,
+    keep: KeepOpt = False,
     dry_run: DryRunOpt = False,
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
@@ -242,6 +258,10 @@ def prepare(
         results=results,
         data_dir=data,
         python=python,
+        namespace=namespace,
+        kubeconfig=kubeconfig,
+        k8s_config=k8s_config,
+        keep=keep,
     )
     _execute(req, dry_run=dry_run, fmt=fmt, phase_name="prepare")
 
