@@ -1,0 +1,118 @@
+"""``mbctl render compose``: a suite's jobs as a Compose file, one service per job."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli.console import err, out
+from orchestrator.cli.options import DevicesOpt, ExcludeOpt, SelectOpt, SetOpt, SuiteOpt
+
+
+class PhaseChoice(StrEnum):
+    RUN = "run"
+    PREPARE = "prepare"
+
+
+def render_compose(
+    vendor: Annotated[
+        str, typer.Option("--vendor", help="cpu, cuda, rocm, hpu or xpu: the host's accelerators.")
+    ],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Compose file to write.")],
+    suite: SuiteOpt = "smoke",
+    select: SelectOpt = None,
+    exclude: ExcludeOpt = None,
+    overrides: SetOpt = None,
+    devices: DevicesOpt = None,
+    image: Annotated[
+        list[str] | None,
+        typer.Option("--image", help="BENCH=REF: the image of one benchmark (repeatable)."),
+    ] = None,
+    lock: Annotated[
+        Path | None, typer.Option("--lock", help="Images lock: every image pinned by digest.")
+    ] = None,
+    image_registry: Annotated[
+        str | None,
+        typer.Option(
+            "--image-registry", help="Use REGISTRY/mbctl/<benchmark>:<vendor> (placeholders)."
+        ),
+    ] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data", help="Dataset cache on the host (default: $MBCTL_DATA or ./data at `up`)."
+        ),
+    ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user", help="uid:gid the jobs run as (default: yours; $MBCTL_USER at `up`)."
+        ),
+    ] = None,
+    shm_size: Annotated[
+        str, typer.Option("--shm-size", help="Size of /dev/shm where the vendor has its own.")
+    ] = "8g",
+    phase: Annotated[
+        PhaseChoice,
+        typer.Option("--phase", help="run: the benchmarks; prepare: fill the dataset cache."),
+    ] = PhaseChoice.RUN,
+) -> None:
+    """Write a Compose file with one service per job (profile = benchmark), GPUs exposed per vendor."""
+    from pydantic import ValidationError
+
+    from orchestrator import compose, config, vendors, workflow
+    from orchestrator.backends.base import Phase
+    from orchestrator.backends.docker import DockerSettings
+    from orchestrator.backends.kubernetes.render import image_refs
+    from orchestrator.errors import ConfigError
+    from orchestrator.plan import make_plan, parse_devices
+
+    try:
+        settings = DockerSettings(shm_size=shm_size, **({"user": user} if user else {}))
+    except ValidationError as exc:
+        problem = exc.errors(include_url=False)[0]
+        raise ConfigError(
+            f"--{problem['loc'][0]}".replace("_", "-") + f": {problem['msg']}"
+        ) from None
+    chosen = config.select(
+        config.load_suite(config.suite_path(suite), overrides=overrides or ()),
+        select=select or (),
+        exclude=exclude or (),
+    )
+    refs = image_refs(chosen, vendor, registry=image_registry, lock=lock, explicit=image or ())
+    plan = make_plan(
+        chosen, vendor=vendor, devices=parse_devices(devices) if devices else (), images=refs
+    )
+    run_phase = Phase(phase.value)
+    if run_phase is Phase.PREPARE:
+        plan = workflow.preparation_plan(plan, config.benchmarks_root())
+    if not plan.jobs:
+        raise ConfigError(
+            "nothing to render: every benchmark was skipped",
+            hint="; ".join(f"{s.bench}: {s.reason}" for s in plan.skipped) or "empty selection",
+        )
+    host = vendors.HostFacts.probe() if vendors.get(vendor).vendor is vendors.Vendor.ROCM else None
+    document = compose.render_compose(
+        plan, settings, host=host, data=str(data.resolve()) if data else None, phase=run_phase
+    )
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(compose.dump_compose(document))
+    for s in plan.skipped:
+        err.print(f"[yellow]skipped[/] {s.bench}: {s.reason}")
+    first = next(iter(document["services"].values()))["profiles"][0]
+    out.print(
+        f"wrote {output} ({len(plan.jobs)} services, vendor {plan.vendor}, suite {plan.suite})"
+    )
+    out.print(
+        f"run one benchmark with: docker-compose -f {output} --profile {first} up", markup=False
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``compose`` to the ``render`` group (which ``orchestrator.cli.render`` adds to ``app``)."""
+    from orchestrator.cli.render import render_app
+
+    render_app.command("compose")(render_compose)
