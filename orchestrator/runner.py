@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orchestrator.backends.base import Backend, Exit, Handle, RunContext, Status
+from orchestrator.backends.base import Backend, Exit, Handle, Phase, RunContext, Status
 from orchestrator.errors import OrchestratorError
 from orchestrator.metrics import MetricsParser
 from orchestrator.plan import Job, Plan
@@ -98,18 +98,20 @@ class _Supervisor:
         )
         self.wake = wake
         self.handle: Handle | None = None
+        self.reader: threading.Thread | None = None
+        self.recorder = run.recorder(state.job)
         self.versions: dict[str, str] = {}
         self.saw_nan = False
 
     def start(self) -> None:
         job = self.state.job
-        self.recorder = self.run.recorder(job)
         self.state.started = time.monotonic()
         self.state.status = "running"
         self.progress.update(self.state)
         self.handle = self.backend.submit(job, self.ctx)
-        self.reader = threading.Thread(target=self._pump, name=f"mbctl-read-{job.id}", daemon=True)
-        self.reader.start()
+        reader = threading.Thread(target=self._pump, name=f"mbctl-read-{job.id}", daemon=True)
+        reader.start()
+        self.reader = reader
 
     def _pump(self) -> None:
         assert self.handle is not None
@@ -148,7 +150,8 @@ class _Supervisor:
         """Non-blocking check; enforces ``max_duration``."""
         assert self.handle is not None
         # once the output has ended the process is exiting: block briefly instead of spinning
-        done = self.backend.wait(self.handle, timeout=0 if self.reader.is_alive() else TICK)
+        reading = self.reader is not None and self.reader.is_alive()
+        done = self.backend.wait(self.handle, timeout=0 if reading else TICK)
         if done is not None:
             return done
         if self.state.elapsed > self.state.job.max_duration:
@@ -163,7 +166,8 @@ class _Supervisor:
         return None
 
     def cancel(self) -> Exit:
-        assert self.handle is not None
+        if self.handle is None:  # interrupted inside submit: nothing of ours is running
+            return Exit(None, Status.CANCELLED, "interrupted before it started")
         self.backend.cancel(self.handle)
         final = self.backend.wait(self.handle, timeout=None)
         return Exit(
@@ -174,15 +178,18 @@ class _Supervisor:
         )
 
     def finish(self, result: Exit) -> None:
-        self.reader.join(timeout=10)
-        if result.status is Status.OK and self.state.measures == 0:
+        if self.reader is not None:
+            self.reader.join(timeout=10)
+        # a prepare job only produces data; the rate and NaN rules are about measurements
+        measuring = self.ctx.phase is Phase.RUN
+        if measuring and result.status is Status.OK and self.state.measures == 0:
             result = Exit(
                 result.return_code,
                 Status.FAILED,
                 "exited 0 without reporting any training rate",
                 result.image,
             )
-        elif result.status is Status.OK and self.saw_nan:
+        elif measuring and result.status is Status.OK and self.saw_nan:
             result = Exit(result.return_code, Status.FAILED, "loss became NaN", result.image)
         self.recorder.finish(result.return_code, result.status.value, result.reason, result.image)
         self.state.finished = time.monotonic()

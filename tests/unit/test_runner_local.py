@@ -258,3 +258,20 @@ def test_cli_reports_interrupt_with_exit_130(bench_root: Path, tmp_path: Path) -
     assert proc.returncode == 130, err
     assert "error: interrupted; results measured so far are kept" in err
     assert "Traceback" not in err
+
+
+def test_prepare_runs_prepare_py_once_per_definition(bench_root: Path, tmp_path: Path) -> None:
+    (bench_root / "good" / "prepare.py").write_text(
+        "import os, pathlib\n"
+        "out = pathlib.Path(os.environ['MBCTL_DATA']) / 'good'\n"
+        "out.mkdir(parents=True, exist_ok=True)\n"
+        "(out / 'ready').write_text(os.environ['MBCTL_PHASE'])\n"
+    )
+    from orchestrator.backends.base import Phase
+
+    req = request(tmp_path)
+    prepared = workflow.prepare(req, phase=Phase.PREPARE)
+    assert [j.id for j in prepared.plan.jobs] == ["good.0"]  # only definitions with a prepare.py
+    result = workflow.run(req, prepared, phase=Phase.PREPARE)
+    assert statuses(result.run) == {"good.0": "ok"}  # no rate is expected from a prepare job
+    assert (tmp_path / "data" / "good" / "ready").read_text() == "prepare"
