@@ -1130,3 +1130,47 @@ def resolve_images(
             _check_entry(client, definition, spec.vendor, entry, fetch=False, log=log)
         refs[name] = entry.ref
     return refs
+
+
+def image_refs(
+    suite: Suite,
+    vendor: str,
+    *,
+    registry: str | None = None,
+    lock: Path | None = None,
+    explicit: Iterable[str] = (),
+) -> dict[str, str]:
+    """Benchmark name → image, from ``--image BENCH=REF`` first, then the lock, then the registry.
+
+    ``BENCH`` is a benchmark's name or its folder; the lock pins folders (``repo@sha256``). A
+    registry gives the floating ``REGISTRY/mbctl/<folder>:<vendor>``: a placeholder, since
+    ``mbctl push`` only pushes content-hash tags.
+    """
+    chosen = vendors.get(vendor).vendor
+    given: dict[str, str] = {}
+    for item in explicit:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise ConfigError(
+                f"--image {item!r}: expected BENCH=REF, e.g. resnet50=registry/mbctl/convnet@sha256:..."
+            )
+        given[key.strip()] = value.strip()
+    known = {b.name for b in suite.benchmarks} | {b.definition for b in suite.benchmarks}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ConfigError(
+            f"--image {', '.join(unknown)}: no such benchmark in suite {suite.name!r}",
+            hint="benchmarks: " + ", ".join(suite.names()),
+        )
+    locked = read_lock(lock) if lock is not None else None
+    refs: dict[str, str] = {}
+    for bench in suite.benchmarks:
+        ref = given.get(bench.name) or given.get(bench.definition)
+        if ref is None and locked is not None:
+            entry = locked.entry(bench.definition, chosen)
+            ref = entry.ref if entry is not None else None
+        if ref is None and registry:
+            ref = f"{registry.rstrip('/')}/{NAMESPACE}/{bench.definition}:{chosen.value}"
+        if ref is not None:
+            refs[bench.name] = ref
+    return refs

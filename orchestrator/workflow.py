@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -10,7 +11,7 @@ from typing import Any
 
 from orchestrator import config, sysinfo, vendors
 from orchestrator.backends.base import Backend, Phase, RunContext, backend_class
-from orchestrator.errors import BackendUnavailable, ConfigError
+from orchestrator.errors import BackendUnavailable, ConfigError, ImageError
 from orchestrator.plan import Plan, make_plan, parse_devices
 from orchestrator.results import RunDir, new_run_id
 from orchestrator.runner import Outcome, Progress, execute
@@ -36,6 +37,8 @@ class Request:
     data_dir: Path | None = None
     resume: Path | None = None
     python: str | None = None
+    lock: Path | None = None
+    images: Sequence[str] = ()
     namespace: str | None = None
     kubeconfig: str | None = None
     k8s_config: Path | None = None
@@ -103,14 +106,71 @@ def choose_backend(name: str) -> tuple[str, list[str]]:
 
 
 def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
-    """Resolve a request into a plan; for ``prepare``, one job per definition with a prepare.py."""
+    """Resolve a request into a plan; for ``prepare``, one job per definition with a prepare.py.
+
+    Container backends also resolve each planned benchmark's image here, so a missing or
+    mismatching image stops the run before anything starts. ``--backend auto`` falls back to
+    the local backend, with a note, when the engine answers but holds no images.
+    """
     suite = load_suite(req)
     target = resolve_target(req.vendor, req.devices)
     backend_name, notes = choose_backend(req.backend)
     plan = make_plan(suite, vendor=target.vendor, devices=target.devices)
+    if backend_name != "local":
+        planned = {job.bench for job in plan.jobs}
+        try:
+            refs = job_images(req, suite, target.vendor, backend_name, planned)
+        except ImageError as exc:
+            if req.backend != "auto":
+                raise
+            backend_name, notes = "local", [f"backend: local (docker engine reachable, but {exc})"]
+        else:
+            plan = make_plan(suite, vendor=target.vendor, devices=target.devices, images=refs)
+    if backend_name == "docker":
+        notes += _leftover_notes(req)
     if phase is Phase.PREPARE:
         plan = preparation_plan(plan, config.benchmarks_root())
     return Prepared(suite, target, plan, backend_name, notes)
+
+
+def job_images(
+    req: Request, suite: config.Suite, vendor: Vendor, backend: str, planned: set[str]
+) -> dict[str, str]:
+    """Image of each planned benchmark: ``--image`` first, then ``--lock`` (digests checked
+    against the engine for docker), then, for docker, the newest local ``mbctl build``."""
+    from orchestrator import images
+
+    refs = images.image_refs(suite, vendor, lock=req.lock, explicit=req.images)
+    benches = [b for b in suite.benchmarks if b.name in planned]
+    if backend == "docker":
+        client = images.engine()
+        if req.lock is not None:
+            given = images.image_refs(suite, vendor, explicit=req.images)
+            locked = [b for b in benches if b.name not in given]
+            refs |= images.resolve_images(images.read_lock(req.lock), vendor, locked, client=client)
+        for bench in benches:
+            if bench.name not in refs:
+                image = images.local_image(client, bench.definition, vendor)
+                refs[bench.name] = image.tags[0] if image.tags else image.id
+    missing = sorted(b.name for b in benches if b.name not in refs)
+    if missing:
+        raise ImageError(
+            f"no image for {', '.join(missing)} on the {backend} backend",
+            hint="pass --lock images.lock.yaml (mbctl push writes it) or --image BENCH=REF",
+        )
+    return refs
+
+
+def _leftover_notes(req: Request) -> list[str]:
+    from orchestrator.backends import docker
+
+    stale = docker.leftovers(exclude_run=req.resume.name if req.resume else None)
+    if not stale:
+        return []
+    runs = ", ".join(sorted({c.run for c in stale}))
+    return [
+        f"warning: {len(stale)} container(s) of earlier runs ({runs}) remain; `mbctl clean` removes them"
+    ]
 
 
 def make_backend(name: str, req: Request) -> Backend:
@@ -158,7 +218,18 @@ def run(
         benchmarks_root=config.benchmarks_root(),
         phase=phase,
     )
-    outcome = execute(plan, backend, rundir, ctx, skip=done, progress=progress)
+    sampling: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
+    if prepared.backend_name != "kubernetes":  # cluster nodes are not this host
+        from orchestrator import telemetry
+
+        sampling = telemetry.recording(rundir.path, prepared.target.vendor)
+    try:
+        with sampling:
+            outcome = execute(plan, backend, rundir, ctx, skip=done, progress=progress)
+    finally:
+        cleanup = getattr(backend, "cleanup_run", None)
+        if cleanup is not None:
+            cleanup(ctx.run_id)
     if outcome.versions:
         software = {**rundir.meta().get("system", {}).get("software", {}), **outcome.versions}
         system = {**rundir.meta().get("system", {}), "software": software}

@@ -66,8 +66,8 @@ def render_compose(
     from orchestrator import compose, config, vendors, workflow
     from orchestrator.backends.base import Phase
     from orchestrator.backends.docker import DockerSettings
-    from orchestrator.backends.kubernetes.render import image_refs
     from orchestrator.errors import ConfigError
+    from orchestrator.images import image_refs
     from orchestrator.plan import make_plan, parse_devices
 
     try:

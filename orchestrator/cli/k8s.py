@@ -72,8 +72,9 @@ def render_k8s(
     from orchestrator import config, workflow
     from orchestrator.backends.base import Phase
     from orchestrator.backends.kubernetes import load_settings
-    from orchestrator.backends.kubernetes.render import image_refs, write_manifests
+    from orchestrator.backends.kubernetes.render import write_manifests
     from orchestrator.errors import ConfigError
+    from orchestrator.images import image_refs
     from orchestrator.plan import make_plan, parse_devices
 
     settings = load_settings(k8s_config, namespace=namespace)

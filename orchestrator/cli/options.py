@@ -105,3 +105,13 @@ KeepOpt = Annotated[
         "--keep", help="Keep finished Jobs/Services for inspection.", rich_help_panel="Kubernetes"
     ),
 ]
+LockOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--lock", help="Run exactly the images of this lock (digests checked); from `mbctl push`."
+    ),
+]
+ImageOpt = Annotated[
+    list[str] | None,
+    typer.Option("--image", help="Image of one benchmark: BENCH=REF (repeatable)."),
+]

@@ -24,8 +24,9 @@ from orchestrator.backends.kubernetes.manifests import (
     label_value,
     render_bundle,
 )
-from orchestrator.backends.kubernetes.render import image_refs, to_yaml
+from orchestrator.backends.kubernetes.render import to_yaml
 from orchestrator.errors import ConfigError
+from orchestrator.images import image_refs
 from orchestrator.plan import Job, Plan
 from orchestrator.workflow import preparation_plan
 
