@@ -122,6 +122,10 @@ class Suite(_Model):
     description: str = ""
     source: str | None = Field(default=None, description="file the suite was loaded from")
     profile: str | None = Field(default=None, description="size profile applied (tiny, full, ...)")
+    min_measures: PositiveInt | None = Field(
+        default=None,
+        description="training rates every job of a submission must report (mbctl verify)",
+    )
     benchmarks: tuple[Benchmark, ...]
 
     def get(self, name: str) -> Benchmark:
@@ -237,7 +241,7 @@ def _deep_merge(base: Any, over: Any) -> Any:
     return copy.deepcopy(over)
 
 
-_SUITE_KEYS = {"name", "description", "include", "defaults", "benchmarks"}
+_SUITE_KEYS = {"name", "description", "include", "defaults", "benchmarks", "min_measures"}
 
 
 class _Problems:
@@ -473,12 +477,18 @@ def load_suite(path: Path, *, overrides: Iterable[str] = (), profile: str | None
                 problems.items.append(f"{prefix}: {'.'.join(shown)}: {_message(err)}")
     if not isinstance(top.get("name", path.stem), str):
         problems.add(source, ("name",), "must be a string")
+    min_measures = top.get("min_measures")
+    if min_measures is not None and (
+        not isinstance(min_measures, int) or isinstance(min_measures, bool) or min_measures < 1
+    ):
+        problems.add(source, ("min_measures",), "must be a positive integer")
     problems.raise_if_any()
     return Suite(
         name=str(top.get("name") or path.stem),
         description=str(top.get("description") or ""),
         source=str(path),
         profile=profile,
+        min_measures=min_measures,
         benchmarks=tuple(benchmarks),
     )
 

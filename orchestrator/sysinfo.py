@@ -17,9 +17,16 @@ REQUIRED_FIELDS = (
     "host.cpu_cores",
     "host.memory_gb",
     "os.name",
+    "os.kernel",
     "accelerators.vendor",
     "accelerators.count",
+    "software.mbctl",
+    "software.python",
 )
+#: Required as well unless the accelerator is the CPU (MLPerf: accelerator model and memory).
+ACCELERATOR_FIELDS = ("accelerators.model", "accelerators.memory_mib", "accelerators.driver")
+#: A submission must name the version of at least one of these (``software.<name>``).
+FRAMEWORKS = ("torch", "jax", "tensorflow")
 
 
 def _cpu_model() -> str:

@@ -70,14 +70,27 @@ def _root(
 
 
 def _register() -> None:
-    from orchestrator.cli import images, info, k8s, render, reporting, running
+    from orchestrator.cli import (
+        compose,
+        containers,
+        images,
+        info,
+        k8s,
+        render,
+        reporting,
+        running,
+        submission,
+    )
 
     info.register(app)
     running.register(app)
     reporting.register(app)
     render.register(app)
     k8s.register(app)
+    compose.register(app)
     images.register(app)
+    containers.register(app)
+    submission.register(app)
 
 
 _register()

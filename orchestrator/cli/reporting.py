@@ -18,6 +18,12 @@ ReportFormatOpt = Annotated[ReportFormat, typer.Option("--format", "-f", help="O
 OutputOpt = Annotated[
     Path | None, typer.Option("--output", "-o", help="Write to this file instead of stdout.")
 ]
+ReferenceOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--reference", help="Reference file: mark each benchmark within/outside its tolerance."
+    ),
+]
 
 
 def _emit(text: str, output: Path | None) -> None:
@@ -41,39 +47,64 @@ def show_report(
     fmt: ReportFormat | str = ReportFormat.TABLE,
     output: Path | None = None,
     write_summary: bool = False,
+    reference: Path | None = None,
 ) -> None:
-    """Score ``paths`` and print the report; ``write_summary`` also stores summary.json in the run."""
-    from orchestrator import report
+    """Score ``paths`` and print the report; ``write_summary`` also stores summary.json in the run.
+
+    With ``reference``, each benchmark it names is judged against its tolerance (table, json
+    and md formats) and any outside one makes the command fail after printing everything.
+    """
+    from orchestrator import references, report
+    from orchestrator.errors import BenchmarkFailed, UsageError
     from orchestrator.results import RunDir
 
-    rep = report.report(paths)
+    fmt = ReportFormat(fmt)
+    if reference is not None and fmt in (ReportFormat.CSV, ReportFormat.HTML):
+        raise UsageError("--reference: use --format table, json or md")
+    expected = references.load(reference) if reference is not None else None
+    runs = report.load(paths)
+    rep = report.summarize(runs)
+    judged = []
+    if expected is not None:
+        known = [spec.name for run in runs for spec in run.expected]
+        judged = references.check(expected, rep, known=known)
     if write_summary and len(paths) == 1:
         RunDir.open(paths[0]).write_summary(report.to_json(rep))
-    fmt = ReportFormat(fmt)
-    if fmt is ReportFormat.TABLE:
-        if output is not None:
-            _emit(report.to_markdown(rep), output)
-            return
+    if fmt is ReportFormat.TABLE and output is None:
         out.print(report.report_table(rep))
+        if expected is not None:
+            out.print(references.table(judged, expected))
         for note in rep.notes:
             err.print(f"[yellow]note:[/] {note}")
-        return
-    renderers = {
-        ReportFormat.JSON: lambda r: (
-            json.dumps(report.to_json(r), indent=2, allow_nan=False) + "\n"
-        ),
-        ReportFormat.CSV: report.to_csv,
-        ReportFormat.MD: report.to_markdown,
-        ReportFormat.HTML: report.to_html,
-    }
-    _emit(renderers[fmt](rep), output)
+    elif fmt is ReportFormat.JSON:
+        obj = report.to_json(rep)
+        if expected is not None:
+            obj["reference"] = references.to_json(judged, expected)
+        _emit(json.dumps(obj, indent=2, allow_nan=False) + "\n", output)
+    elif fmt in (ReportFormat.TABLE, ReportFormat.MD):
+        text = report.to_markdown(rep)
+        if expected is not None:
+            text += "\n" + references.to_markdown(judged, expected)
+        _emit(text, output)
+    else:
+        renderers = {ReportFormat.CSV: report.to_csv, ReportFormat.HTML: report.to_html}
+        _emit(renderers[fmt](rep), output)
+    bad = references.outside(judged)
+    if expected is not None and bad:
+        raise BenchmarkFailed(
+            f"{len(bad)} of {len(judged)} outside the tolerance of {expected.system!r}: "
+            + ", ".join(f"{j.name} ({j.verdict})" for j in bad)
+        )
 
 
 def report_command(
-    runs: RunsArg, fmt: ReportFormatOpt = ReportFormat.TABLE, output: OutputOpt = None
+    runs: RunsArg,
+    fmt: ReportFormatOpt = ReportFormat.TABLE,
+    output: OutputOpt = None,
+    reference: ReferenceOpt = None,
 ) -> None:
     """Score one or more runs (merged into one report)."""
-    show_report(runs, fmt=fmt, output=output)
+    show_report(runs, fmt=fmt, output=output, reference=reference)
 
 
 def compare_command(
