@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -270,5 +271,14 @@ def _meta(req: Request, prepared: Prepared, phase: Phase) -> dict[str, Any]:
             "overrides": list(req.overrides),
         },
         "plan": prepared.plan.model_dump(mode="json"),
+        "lock": _lock_record(req.lock),
         "system": sysinfo.describe(prepared.target.detection),
     }
+
+
+def _lock_record(lock: Path | None) -> dict[str, str] | None:
+    """Which lock a run used, so a submission can show it is the one that ran."""
+    if lock is None:
+        return None
+    digest = hashlib.sha256(lock.read_bytes()).hexdigest()
+    return {"path": str(lock.resolve()), "sha256": digest}
