@@ -9,8 +9,14 @@ TORCH_SPEC ?= torch==2.13.0
 SUITE ?= smoke
 BACKEND ?= local
 PYTEST_ARGS ?=
+# run-docker: the CPU images are built offline on a debootstrap base, from a wheelhouse, trusting the host CAs
+WHEELHOUSE ?= .cache/wheelhouse
+BASE_IMAGE_CPU ?= mbctl-test/python-base:bookworm
+CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
+# pip matches --platform tags exactly: list the glibc baselines wheels are published for
+WHEEL_PLATFORMS ?= manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64
 
-.PHONY: venv run test test-unit lint typecheck bench system docker-up clean
+.PHONY: venv run run-docker test test-unit lint typecheck bench system docker-up clean
 
 $(VENV)/.installed: pyproject.toml benchmarks/benchkit/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +29,19 @@ venv: $(VENV)/.installed
 ## run: set up and run the smoke suite, printing the scored report
 run: venv
 	$(MBCTL) run --suite $(SUITE) --backend $(BACKEND)
+
+$(WHEELHOUSE)/.ready: $(VENV)/.installed
+	mkdir -p $(WHEELHOUSE)
+	$(PY) -m pip download -q --dest $(WHEELHOUSE) --only-binary=:all: --implementation cp \
+		--python-version 3.11 $(foreach p,$(WHEEL_PLATFORMS),--platform $(p)) "$(TORCH_SPEC)" numpy jax jaxlib
+	touch $@
+
+## run-docker: the smoke suite in containers (starts dockerd, builds the CPU images on first use)
+run-docker: venv docker-up $(WHEELHOUSE)/.ready
+	bash tests/infra/base-image.sh $(BASE_IMAGE_CPU)
+	$(MBCTL) build --vendor cpu --suite $(SUITE) --base-image cpu=$(BASE_IMAGE_CPU) \
+		$(if $(wildcard $(CA_BUNDLE)),--ca-bundle $(CA_BUNDLE)) --wheelhouse $(WHEELHOUSE)
+	$(MBCTL) run --suite $(SUITE) --vendor cpu --backend docker
 
 ## system: the Debian packages the container tests need (docker engine, registry, compose, debootstrap)
 system:
