@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from pydantic import (
@@ -247,7 +247,8 @@ _SUITE_KEYS = {"name", "description", "include", "defaults", "benchmarks", "min_
 class _Problems:
     """Collects every problem of a load so the user sees them all at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, what: str = "suite") -> None:
+        self.what = what
         self.items: list[str] = []
 
     def add(self, source: _Source | None, key_path: Sequence[str], message: str) -> None:
@@ -259,11 +260,13 @@ class _Problems:
         where = f"{source.path}:{line}" if line else str(source.path)
         self.items.append(f"{where}: {dotted}: {message}" if dotted else f"{where}: {message}")
 
-    def raise_if_any(self) -> None:
+    def raise_if_any(self, hint: str | None = None) -> None:
         if self.items:
             count = len(self.items)
             head = "1 problem" if count == 1 else f"{count} problems"
-            raise ConfigError(f"invalid suite ({head}):\n  " + "\n  ".join(self.items))
+            raise ConfigError(
+                f"invalid {self.what} ({head}):\n  " + "\n  ".join(self.items), hint=hint
+            )
 
 
 def _collect(
@@ -498,7 +501,34 @@ def _message(err: Mapping[str, Any]) -> str:
         return "unknown key"
     if err["type"] == "missing":
         return "missing required key"
-    return str(err["msg"])
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_model(path: Path, model: type[M], *, what: str, hint: str | None = None) -> M:
+    """Read a YAML file (lock, reference, cluster settings...) into a pydantic ``model``.
+
+    Every problem is reported at once in one ConfigError, as ``file:line: key.path: message``,
+    the same way suite files are.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"no {what} at {path}", hint=hint)
+    data, source = _read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a {what} must be a mapping of keys", hint=hint)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = _Problems(what)
+        for err in exc.errors(include_url=False):
+            problems.add(source, _loc_to_path(err["loc"]), _message(err))
+        problems.raise_if_any(hint)
+        raise  # pragma: no cover - a ValidationError always has errors
 
 
 # --- finding suites and benchmarks -------------------------------------------------------

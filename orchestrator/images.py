@@ -20,10 +20,10 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator import vendors
-from orchestrator.config import benchmarks_root
+from orchestrator.config import benchmarks_root, load_model
 from orchestrator.errors import BackendUnavailable, ConfigError, ImageError
 from orchestrator.vendors import Vendor
 
@@ -913,58 +913,9 @@ def write_lock(lock: Lock, path: Path = LOCK_FILE) -> None:
 
 def read_lock(path: Path = LOCK_FILE) -> Lock:
     """Load and validate a lock; every problem is a ConfigError naming the file, line and key."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(
-            f"no images lock at {path}", hint="`mbctl push --registry REGISTRY` writes one"
-        ) from None
-    except OSError as exc:
-        raise ConfigError(f"cannot read images lock {path}: {exc.strerror}") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(
-            f"{where}: not valid YAML ({getattr(exc, 'problem', None) or exc})"
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: an images lock is a mapping with `version` and `images`")
-    try:
-        return Lock.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False):
-            keys = tuple(str(p) for p in err["loc"])
-            line = _line_of(node, keys)
-            prefix = f"{path}:{line}" if line else str(path)
-            message = (
-                "unknown key"
-                if err["type"] == "extra_forbidden"
-                else str(err["msg"]).removeprefix("Value error, ")
-            )
-            problems.append(f"{prefix}: {'.'.join(keys)}: {message}")
-        raise ConfigError(
-            "invalid images lock:\n" + "\n".join(problems), hint="rewrite it with `mbctl push`"
-        ) from None
-
-
-def _line_of(node: yaml.Node | None, keys: Sequence[str]) -> int | None:
-    """1-based line of the deepest key of ``keys`` found in the composed YAML."""
-    line = None
-    for key in keys:
-        if not isinstance(node, yaml.MappingNode):
-            break
-        for key_node, value_node in node.value:
-            if str(key_node.value) == key:
-                line, node = key_node.start_mark.line + 1, value_node
-                break
-        else:
-            break
-    return line
+    return load_model(
+        path, Lock, what="images lock", hint="`mbctl push --registry REGISTRY` (re)writes it"
+    )
 
 
 # --- push, verify, resolve -----------------------------------------------------------------

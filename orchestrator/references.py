@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
+from orchestrator.config import load_model
 from orchestrator.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -80,54 +80,9 @@ class Judgement:
         return self.measured / self.expected.value
 
 
-def _line_of(node: yaml.Node | None, keys: Sequence[str]) -> int | None:
-    """1-based line of the deepest of ``keys`` found in a composed YAML document."""
-    line = None
-    for key in keys:
-        if not isinstance(node, yaml.MappingNode):
-            break
-        for key_node, value_node in node.value:
-            if str(key_node.value) == key:
-                line, node = key_node.start_mark.line + 1, value_node
-                break
-        else:
-            break
-    return line
-
-
 def load(path: Path) -> Reference:
     """Read and validate a reference file; every problem is in one ConfigError with file:line."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"no reference file at {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read reference file {path}: {exc}") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(
-            f"{where}: invalid YAML ({getattr(exc, 'problem', None) or exc})"
-        ) from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a reference file is a mapping with `system` and `reference`")
-    try:
-        return Reference.model_validate(data)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors(include_url=False):
-            keys = tuple(str(p) for p in err["loc"])
-            line = _line_of(node, keys)
-            where = f"{path}:{line}" if line else str(path)
-            message = {"extra_forbidden": "unknown key", "missing": "missing required key"}.get(
-                err["type"], str(err["msg"])
-            )
-            problems.append(f"{where}: {'.'.join(keys)}: {message}")
-        raise ConfigError("invalid reference file:\n  " + "\n  ".join(problems)) from None
+    return load_model(path, Reference, what="reference file")
 
 
 def _verdict(measured: float, expected: ReferenceValue) -> Verdict:

@@ -485,6 +485,11 @@ def extract(bundle: Path, dest: Path) -> Bundle:
         raise ResultsError(f"cannot create {dest}: {exc.strerror or exc}") from exc
     try:
         try:
+            # tarfile stops at the end-of-archive blocks and never checks gzip's CRC: read the
+            # whole stream first so a corrupted bundle is refused before anything is written
+            with gzip.open(bundle, "rb") as stream:
+                while stream.read(1 << 20):
+                    pass
             with tarfile.open(bundle, "r:gz") as tar:
                 members = tar.getmembers()  # reads to the end: truncation shows here, not midway
                 top = _check_members(bundle, members)

@@ -411,8 +411,8 @@ def test_lock_update_replaces_one_vendor_only() -> None:
         (f"images:\n  matmul:\n    tpu:\n      ref: r@{DIGEST}\n", r"images\.matmul\.tpu"),
         ("version: 2\n", r":1: version"),
         ("images: {}\nextra: 1\n", r":2: extra: unknown key"),
-        ("images: [\n", "not valid YAML"),
-        ("- a\n", "a mapping with `version` and `images`"),
+        ("images: [\n", "invalid YAML"),
+        ("- a\n", "images lock must be a mapping"),
     ],
     ids=[
         "no-digest",

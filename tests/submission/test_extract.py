@@ -68,8 +68,8 @@ def test_a_minimal_bundle_extracts(tmp_path: Path, box: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "why"),
     [
-        (b"just some text, not an archive\n", "not a gzip file"),
-        (b"", "empty file|not a gzip file"),
+        (b"just some text, not an archive\n", "Not a gzipped file"),
+        (b"", "empty file|Not a gzipped file"),
     ],
 )
 def test_not_an_archive(tmp_path: Path, box: Path, content: bytes, why: str) -> None:
@@ -81,11 +81,11 @@ def test_not_an_archive(tmp_path: Path, box: Path, content: bytes, why: str) -> 
 def test_a_zip_or_an_uncompressed_tar_is_not_a_bundle(tmp_path: Path, box: Path) -> None:
     with zipfile.ZipFile(tmp_path / "b.zip", "w") as zf:
         zf.writestr("r/MANIFEST.json", "{}")
-    refused(tmp_path / "b.zip", box, "not a gzip file")
+    refused(tmp_path / "b.zip", box, "Not a gzipped file")
     with tarfile.open(tmp_path / "b.tar", "w") as tar:
         info, data = manifest()
         tar.addfile(info, io.BytesIO(data))
-    refused(tmp_path / "b.tar", box, "not a gzip file")
+    refused(tmp_path / "b.tar", box, "Not a gzipped file")
 
 
 def test_truncated_and_corrupt_gzip(bundle: Path, tmp_path: Path, box: Path) -> None:
@@ -94,6 +94,13 @@ def test_truncated_and_corrupt_gzip(bundle: Path, tmp_path: Path, box: Path) -> 
     truncated.write_bytes(raw[: len(raw) // 2])
     refused(truncated, box, "not a readable submission bundle")
 
+    # a wrong CRC in the gzip trailer: every byte decompresses, only the check fails
+    bad_crc = bytearray(raw)
+    bad_crc[-8] ^= 0xFF
+    (tmp_path / "crc.tar.gz").write_bytes(bytes(bad_crc))
+    refused(tmp_path / "crc.tar.gz", box, "not a readable submission bundle")
+
+    # garbage in the middle of the stream: the whole stream is checked before extraction
     corrupt = bytearray(raw)
     for i in range(len(raw) // 3, len(raw) // 3 + 64):
         corrupt[i] ^= 0xFF

@@ -120,7 +120,7 @@ def test_known_but_absent_benchmarks_are_missing(recorded_run: Path, tmp_path: P
             "metric: Input should be 'perf', 'throughput' or 'score'",
         ),
         ("system: [x\n", "invalid YAML"),
-        ("- a list\n", "a reference file is a mapping"),
+        ("- a list\n", "a reference file must be a mapping"),
     ],
 )
 def test_bad_reference_files(tmp_path: Path, text: str, message: str) -> None:

@@ -18,7 +18,7 @@ from pydantic import (
     field_validator,
 )
 
-from orchestrator.config import _read_yaml
+from orchestrator.config import load_model
 from orchestrator.errors import ConfigError
 
 #: A resource quantity as the API writes it (``16Gi``, ``500M``, ``2``, ``500m``).
@@ -117,26 +117,7 @@ def load_settings(path: Path | None = None, *, namespace: str | None = None) -> 
     """
     settings = K8sSettings()
     if path is not None:
-        data, source = _read_yaml(Path(path))
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise ConfigError(f"{path}: a Kubernetes config must be a mapping of settings")
-        try:
-            settings = K8sSettings.model_validate(data)
-        except ValidationError as exc:
-            problems = []
-            for err in exc.errors(include_url=False):
-                loc = tuple(str(p) for p in err["loc"])
-                line = source.line_of(loc)
-                message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
-                problems.append(
-                    f"{path}:{line}: {'.'.join(loc)}: {message}" if line else f"{path}: {message}"
-                )
-            head = "1 problem" if len(problems) == 1 else f"{len(problems)} problems"
-            raise ConfigError(
-                f"invalid Kubernetes config ({head}):\n  " + "\n  ".join(problems)
-            ) from None
+        settings = load_model(Path(path), K8sSettings, what="Kubernetes config")
     if namespace is not None:
         try:
             TypeAdapter(DnsLabel).validate_python(namespace)
