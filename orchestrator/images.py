@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from orchestrator import vendors
 from orchestrator.config import benchmarks_root, load_model
-from orchestrator.errors import BackendUnavailable, ConfigError, ImageError
+from orchestrator.errors import ConfigError, ImageError
 from orchestrator.vendors import Vendor
 
 if TYPE_CHECKING:
@@ -631,21 +631,9 @@ def engine(timeout: int = 600) -> Any:
     """A Docker client that answered a ping; BackendUnavailable otherwise.
 
     The long timeout is for pushes and pulls, whose streams may pause while a large layer moves."""
-    try:
-        import docker
-    except ImportError:
-        raise BackendUnavailable(
-            "the Docker SDK for Python is not installed", hint="pip install 'mbctl[docker]'"
-        ) from None
-    try:
-        client = docker.from_env(timeout=timeout)
-        client.ping()
-    except docker.errors.DockerException as exc:
-        raise BackendUnavailable(
-            f"cannot reach the Docker engine ({_first_line(exc)})",
-            hint="start dockerd or set DOCKER_HOST",
-        ) from None
-    return client
+    from orchestrator.backends.docker import connect
+
+    return connect(timeout)
 
 
 def _first_line(exc: BaseException) -> str:

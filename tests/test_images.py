@@ -657,10 +657,8 @@ def test_build_without_an_engine_exits_3(monkeypatch: pytest.MonkeyPatch, tmp_pa
     monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no.sock")
     result = runner.invoke(app, ["build", "--vendor", "cpu", "--select", "fp32"])
     assert result.exit_code == 3, result.output
-    assert (
-        "cannot reach the Docker engine" in result.stderr
-        and "start dockerd or set DOCKER_HOST" in result.stderr
-    )
+    assert f"Docker engine not reachable at unix://{tmp_path}/no.sock" in result.stderr
+    assert "start dockerd (make docker-up) or set DOCKER_HOST" in result.stderr
 
 
 def test_lock_commands(tmp_path: Path) -> None:

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from orchestrator.cli.console import err, out
-from orchestrator.cli.options import DevicesOpt, ExcludeOpt, SelectOpt, SetOpt, SuiteOpt
-
-
-class PhaseChoice(StrEnum):
-    RUN = "run"
-    PREPARE = "prepare"
+from orchestrator.cli.options import (
+    DevicesOpt,
+    ExcludeOpt,
+    ImageOpt,
+    ImageRegistryOpt,
+    LockOpt,
+    PhaseChoice,
+    SelectOpt,
+    SetOpt,
+    SuiteOpt,
+)
 
 
 def render_compose(
@@ -27,19 +31,9 @@ def render_compose(
     exclude: ExcludeOpt = None,
     overrides: SetOpt = None,
     devices: DevicesOpt = None,
-    image: Annotated[
-        list[str] | None,
-        typer.Option("--image", help="BENCH=REF: the image of one benchmark (repeatable)."),
-    ] = None,
-    lock: Annotated[
-        Path | None, typer.Option("--lock", help="Images lock: every image pinned by digest.")
-    ] = None,
-    image_registry: Annotated[
-        str | None,
-        typer.Option(
-            "--image-registry", help="Use REGISTRY/mbctl/<benchmark>:<vendor> (placeholders)."
-        ),
-    ] = None,
+    image: ImageOpt = None,
+    lock: LockOpt = None,
+    image_registry: ImageRegistryOpt = None,
     data: Annotated[
         Path | None,
         typer.Option(

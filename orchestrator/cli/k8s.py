@@ -2,33 +2,30 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from orchestrator.cli.console import err, out
-from orchestrator.cli.options import ExcludeOpt, SelectOpt, SetOpt, SuiteOpt
+from orchestrator.cli.options import (
+    ExcludeOpt,
+    ImageOpt,
+    ImageRegistryOpt,
+    K8sConfigOpt,
+    LockOpt,
+    NamespaceOpt,
+    PhaseChoice,
+    SelectOpt,
+    SetOpt,
+    SuiteOpt,
+)
 
-
-class PhaseChoice(StrEnum):
-    RUN = "run"
-    PREPARE = "prepare"
-
-
-K8sConfigOpt = Annotated[
-    Path | None,
-    typer.Option("--k8s-config", help="YAML of Kubernetes settings (namespace, PVC, scheduling)."),
-]
 DevicesOpt = Annotated[
     str | None,
     typer.Option(
         "--devices", help="Accelerators per node: a count (8) or indices (0,1); none on cpu."
     ),
-]
-NamespaceOpt = Annotated[
-    str | None, typer.Option("--namespace", "-n", help="Namespace (overrides --k8s-config).")
 ]
 
 
@@ -48,19 +45,9 @@ def render_k8s(
     nodes: Annotated[
         int, typer.Option("--nodes", min=1, help="Nodes a multi-node benchmark may span.")
     ] = 1,
-    image_registry: Annotated[
-        str | None,
-        typer.Option(
-            "--image-registry", help="Use REGISTRY/mbctl/<benchmark>:<vendor> (placeholders)."
-        ),
-    ] = None,
-    lock: Annotated[
-        Path | None, typer.Option("--lock", help="Images lock: every image pinned by digest.")
-    ] = None,
-    image: Annotated[
-        list[str] | None,
-        typer.Option("--image", help="BENCH=REF: the image of one benchmark (repeatable)."),
-    ] = None,
+    image_registry: ImageRegistryOpt = None,
+    lock: LockOpt = None,
+    image: ImageOpt = None,
     k8s_config: K8sConfigOpt = None,
     namespace: NamespaceOpt = None,
     phase: Annotated[

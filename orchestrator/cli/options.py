@@ -14,6 +14,11 @@ class Format(StrEnum):
     JSON = "json"
 
 
+class PhaseChoice(StrEnum):
+    RUN = "run"
+    PREPARE = "prepare"
+
+
 class ReportFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
@@ -114,4 +119,10 @@ LockOpt = Annotated[
 ImageOpt = Annotated[
     list[str] | None,
     typer.Option("--image", help="Image of one benchmark: BENCH=REF (repeatable)."),
+]
+ImageRegistryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--image-registry", help="Use REGISTRY/mbctl/<benchmark>:<vendor> (placeholders)."
+    ),
 ]
