@@ -79,10 +79,21 @@ class LiveView:
         return table
 
 
-def _request(**kwargs: object) -> Request:
+#: ``run``/``prepare`` parameters whose Request field has another name, and those it has none for
+_RENAMED = {"data": "data_dir", "image": "images"}
+_DISPLAY_ONLY = frozenset({"dry_run", "fmt"})
+
+
+def _request(options: dict[str, Any]) -> Request:
+    """The library request from a command's parameters (its ``locals()``)."""
     from orchestrator.workflow import Request
 
-    return Request(**{k: v for k, v in kwargs.items() if v is not None})  # type: ignore[arg-type]
+    fields: dict[str, Any] = {
+        _RENAMED.get(name, name): tuple(value) if isinstance(value, list) else value
+        for name, value in options.items()
+        if name not in _DISPLAY_ONLY and value is not None
+    }
+    return Request(**fields)
 
 
 def print_plan(prepared: Prepared, fmt: Format) -> None:
@@ -193,26 +204,7 @@ def run(
         from orchestrator.results import RunDir
 
         suite, profile, select, exclude, overrides = _resumed(RunDir.open(resume).meta(), suite)
-    req = _request(
-        suite=suite,
-        profile=profile,
-        vendor=vendor,
-        backend=backend,
-        select=tuple(select or ()),
-        exclude=tuple(exclude or ()),
-        overrides=tuple(overrides or ()),
-        devices=devices,
-        results=results,
-        data_dir=data,
-        resume=resume,
-        python=python,
-        lock=lock,
-        images=tuple(image or ()),
-        namespace=namespace,
-        kubeconfig=kubeconfig,
-        k8s_config=k8s_config,
-        keep=keep,
-    )
+    req = _request(locals())
     _execute(req, dry_run=dry_run, fmt=fmt, phase_name="run")
 
 
@@ -254,25 +246,7 @@ def prepare(
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
     """Generate or download the datasets of a suite into the cache (each benchmark's prepare.py)."""
-    req = _request(
-        suite=suite,
-        profile=profile,
-        vendor=vendor,
-        backend=backend,
-        select=tuple(select or ()),
-        exclude=tuple(exclude or ()),
-        overrides=tuple(overrides or ()),
-        devices=devices,
-        results=results,
-        data_dir=data,
-        python=python,
-        lock=lock,
-        images=tuple(image or ()),
-        namespace=namespace,
-        kubeconfig=kubeconfig,
-        k8s_config=k8s_config,
-        keep=keep,
-    )
+    req = _request(locals())
     _execute(req, dry_run=dry_run, fmt=fmt, phase_name="prepare")
 
 
