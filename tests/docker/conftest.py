@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,18 +56,26 @@ def docker_client() -> Any:
     return images.engine()
 
 
+def free_port() -> str:
+    """A loopback port nothing listens on: each test session gets registries of its own."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return str(sock.getsockname()[1])
+
+
 @pytest.fixture(scope="session")
-def registry() -> str:
-    """A registry without auth on 127.0.0.1 ($MBCTL_TEST_REGISTRY_PORT, default 5000)."""
-    port = os.environ.get("MBCTL_TEST_REGISTRY_PORT", "5000")
+def registry() -> Iterator[str]:
+    """A registry without auth on 127.0.0.1 ($MBCTL_TEST_REGISTRY_PORT, else a free port)."""
+    port = os.environ.get("MBCTL_TEST_REGISTRY_PORT") or free_port()
     script("registry-up.sh", port)
-    return f"127.0.0.1:{port}"
+    yield f"127.0.0.1:{port}"
+    script("registry-up.sh", "--stop", port)
 
 
 @pytest.fixture(scope="session")
-def auth_registry() -> AuthRegistry:
-    """A registry with basic auth and fresh credentials ($MBCTL_TEST_AUTH_REGISTRY_PORT, default 5001)."""
-    port = os.environ.get("MBCTL_TEST_AUTH_REGISTRY_PORT", "5001")
+def auth_registry() -> Iterator[AuthRegistry]:
+    """A registry with basic auth and fresh credentials ($MBCTL_TEST_AUTH_REGISTRY_PORT, else a free port)."""
+    port = os.environ.get("MBCTL_TEST_AUTH_REGISTRY_PORT") or free_port()
     user, password = "mbctl-test", secrets.token_urlsafe(18)
     script(
         "registry-up.sh",
@@ -73,7 +83,8 @@ def auth_registry() -> AuthRegistry:
         port,
         env={"MBCTL_REGISTRY_USER": user, "MBCTL_REGISTRY_PASSWORD": password},
     )
-    return AuthRegistry(f"127.0.0.1:{port}", user, password)
+    yield AuthRegistry(f"127.0.0.1:{port}", user, password)
+    script("registry-up.sh", "--stop", port)
 
 
 @pytest.fixture(scope="session")
