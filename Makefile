@@ -9,6 +9,10 @@ TORCH_SPEC ?= torch==2.13.0
 SUITE ?= smoke
 BACKEND ?= local
 PYTEST_ARGS ?=
+# The benchmark catalogue's frameworks (transformers, diffusers, lightning, torch-geometric, brax...)
+# live apart from the orchestrator's venv: the local backend runs benchmarks with its interpreter.
+BENCH_VENV ?= .venv-bench
+BENCH_TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 # run-docker: the CPU images are built offline on a debootstrap base, from a wheelhouse, trusting the host CAs
 WHEELHOUSE ?= .cache/wheelhouse
 BASE_IMAGE_CPU ?= mbctl-test/python-base:bookworm
@@ -16,7 +20,7 @@ CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 # pip matches --platform tags exactly: list the glibc baselines wheels are published for
 WHEEL_PLATFORMS ?= manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64
 
-.PHONY: venv run run-docker test test-unit lint typecheck bench system docker-up clean
+.PHONY: venv bench-venv run run-docker test test-unit lint typecheck bench system docker-up clean
 
 $(VENV)/.installed: pyproject.toml benchmarks/benchkit/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +29,15 @@ $(VENV)/.installed: pyproject.toml benchmarks/benchkit/pyproject.toml
 	touch $@
 
 venv: $(VENV)/.installed
+
+$(BENCH_VENV)/.installed: benchmarks/requirements-bench.txt benchmarks/benchkit/pyproject.toml
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q $(BENCH_TORCH_SPEC)
+	$(BENCH_VENV)/bin/python -m pip install -q -r benchmarks/requirements-bench.txt -e benchmarks/benchkit
+	touch $@
+
+## bench-venv: the benchmark catalogue's environment (about 7 GB), used by tests/catalogue
+bench-venv: $(BENCH_VENV)/.installed
 
 ## run: set up and run the smoke suite, printing the scored report
 run: venv
@@ -52,7 +65,7 @@ docker-up: system
 	bash tests/infra/docker-up.sh
 
 ## test: set up and pass every test this machine can run (unit, docker, k8s; gpu when present)
-test: venv docker-up
+test: venv bench-venv docker-up
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## test-unit: the fast layer only (no Docker)
@@ -71,4 +84,4 @@ bench: venv
 	$(PY) bench/run_all.py
 
 clean:
-	rm -rf $(VENV) .cache runs build *.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) .cache runs build *.egg-info

@@ -1,0 +1,158 @@
+"""Image-classification training throughput (images/s) of ResNet152 with PyTorch Lightning, FakeImageNet JPEGs.
+
+A ``LightningModule`` around torchvision's resnet152 trained by ``Trainer.fit`` on a DataLoader
+that decodes and augments JPEGs on the fly. ``--devices 1`` is the per-GPU benchmark
+(lightning); ``--devices -1`` trains with DDP over every visible device (lightning-gpus), and the
+rate counts the images of all ranks. A callback advances benchkit's timed loop at each batch, so
+the measure covers what ``fit`` does: data loading, forward, backward, optimizer and DDP traffic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import sys
+from typing import Any
+
+import benchkit
+import data
+import lightning as L
+import torch
+import torchvision
+from torch import nn
+from torchvision import transforms
+
+
+class Classifier(L.LightningModule):
+    def __init__(self, model: str, classes: int, lr: float) -> None:
+        super().__init__()
+        self.model = torchvision.models.get_model(model, weights=None, num_classes=classes)
+        self.criterion = nn.CrossEntropyLoss()
+        self.lr = lr
+
+    def training_step(
+        self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
+        images, labels = batch
+        return self.criterion(self.model(images), labels)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=self.lr, momentum=0.9, weight_decay=1e-4)
+
+
+class Throughput(L.Callback):
+    """Advances a benchkit.TimedLoop once per batch and stops ``fit`` when it has its measurements.
+
+    Every rank keeps one (they stop together); only rank 0's output reaches the orchestrator.
+    """
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.loop: Any = None
+        self.ticks: Any = None
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self.loop = benchkit.TimedLoop(
+            itertools.count(),  # endless: the trainer, not the loop, supplies the batches
+            batch_size=self.args.batch_size * trainer.world_size,
+            units="images/s",
+            warmup=self.args.warmup,
+            measures=self.args.measures,
+            every=self.args.every,
+            sync=benchkit.synchronizer(module.device),
+        )
+        self.ticks = iter(self.loop)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if next(self.ticks, None) is None and trainer.is_global_zero:
+            trainer.should_stop = True
+
+    def on_train_batch_end(
+        self,
+        trainer: L.Trainer,
+        module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        self.loop.log_loss(outputs["loss"].detach())
+        # Every rank must see the same decision, or the others would wait forever in DDP.
+        trainer.should_stop = trainer.strategy.broadcast(trainer.should_stop)
+
+
+def loader(args: argparse.Namespace) -> torch.utils.data.DataLoader:
+    root = data.require(data.params(args)) / "train"
+    augment = transforms.Compose(
+        [
+            transforms.RandomResizedCrop(args.crop),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+        ]
+    )
+    dataset = torchvision.datasets.ImageFolder(str(root), augment)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        # One epoch covers the whole measurement: an epoch boundary drains the workers' prefetch,
+        # a stall that ImageNet's 5,000-step epochs make rare and a small fake set would not.
+        sampler=torch.utils.data.RandomSampler(
+            dataset,
+            replacement=True,
+            num_samples=args.batch_size * args.every * (args.warmup + args.measures + 1),
+        ),
+        num_workers=args.workers,
+        drop_last=True,
+        persistent_workers=args.workers > 0,
+    )
+
+
+def train(args: argparse.Namespace) -> None:
+    L.seed_everything(args.seed, verbose=False)
+    accelerator = "cpu" if args.device == "cpu" else "auto"
+    precision = args.precision
+    if precision == "16-mixed" and (accelerator == "cpu" or not torch.cuda.is_available()):
+        precision = "bf16-mixed"  # CPUs have no fast fp16 kernels (Milabench does the same)
+    trainer = L.Trainer(
+        accelerator=accelerator,
+        devices=args.devices,
+        strategy="ddp" if args.devices != 1 else "auto",
+        precision=precision,
+        max_epochs=-1,
+        callbacks=[Throughput(args)],
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    torch.backends.cudnn.benchmark = True
+    trainer.fit(Classifier(args.model, args.classes, args.lr), loader(args))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = benchkit.arg_parser(
+        "lightning", __doc__.splitlines()[0], batch_size=256, warmup=5, measures=30, every=5
+    )
+    p.add_argument("--model", default="resnet152", help="a torchvision.models name")
+    p.add_argument(
+        "--devices", type=int, default=1, help="devices to train on; -1: all visible (DDP)"
+    )
+    p.add_argument(
+        "--precision", default="16-mixed", help="Lightning precision: 32-true, 16-mixed, bf16-mixed"
+    )
+    p.add_argument("--crop", type=int, default=224, help="training resolution after augmentation")
+    p.add_argument("--workers", type=int, default=8, help="DataLoader processes per rank")
+    p.add_argument("--lr", type=float, default=0.01)
+    data.add_arguments(p)
+    return p
+
+
+if __name__ == "__main__":
+    # Lightning's DDP launcher re-runs this script once per extra rank with LOCAL_RANK set; only
+    # rank 0 speaks the metrics protocol, or every event would be counted once per rank.
+    if int(os.environ.get("LOCAL_RANK", "0")) > 0:
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
+    benchkit.main(train, parser())

@@ -1,0 +1,130 @@
+"""Image-classification training throughput (images/s) of a torchvision model, as a researcher runs it.
+
+``--loader jpeg`` reads FakeImageNet JPEGs through a DataLoader that decodes and augments on the
+fly (RandomResizedCrop, flip, ToTensor, Normalize), so CPU and I/O are part of the measure, as in
+Milabench's resnet50; ``--loader synthetic`` feeds fixed random tensors already on the device
+(resnet50-noio), which isolates the accelerator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+import benchkit
+import data
+import torch
+import torchvision
+from torch import nn
+from torchvision import transforms
+
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "tf32-fp16")
+
+
+def precision_settings(precision: str, device: torch.device) -> tuple[bool, torch.dtype | None]:
+    """TF32 switch and autocast dtype as the precision's name says (tf32-fp16: both).
+
+    CPUs have no fast fp16 kernels, so there fp16 autocasts to bf16, as Milabench does.
+    """
+    amp = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision.rsplit("-", 1)[-1])
+    if amp is torch.float16 and device.type == "cpu":
+        amp = torch.bfloat16
+    return precision.startswith("tf32"), amp
+
+
+def jpeg_loader(args: argparse.Namespace) -> torch.utils.data.DataLoader:
+    root = data.require(data.params(args)) / "train"
+    augment = transforms.Compose(
+        [
+            transforms.RandomResizedCrop(args.crop),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+        ]
+    )
+    dataset = torchvision.datasets.ImageFolder(str(root), augment)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        # One epoch covers the whole measurement: an epoch boundary drains the workers' prefetch,
+        # a stall that ImageNet's 5,000-step epochs make rare and a small fake set would not.
+        sampler=torch.utils.data.RandomSampler(
+            dataset,
+            replacement=True,
+            num_samples=args.batch_size * args.every * (args.warmup + args.measures + 1),
+        ),
+        num_workers=args.workers,
+        pin_memory=torch.cuda.is_available(),
+        drop_last=True,
+        # Workers survive the epoch boundary: restarting them is not what a long run pays.
+        persistent_workers=args.workers > 0,
+    )
+
+
+def train(args: argparse.Namespace) -> None:
+    torch.manual_seed(args.seed)
+    device = benchkit.torch_device(args.device)
+    tf32, amp_dtype = precision_settings(args.precision, device)
+    benchkit.set_tf32(tf32)
+    torch.backends.cudnn.benchmark = True
+
+    model = torchvision.models.get_model(args.model, weights=None, num_classes=args.classes)
+    model = model.to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
+    criterion = nn.CrossEntropyLoss()
+    # Loss scaling matters only for fp16 gradients; with other precisions it passes through.
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
+    autocast = (
+        torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
+    )
+
+    if args.loader == "jpeg":
+        batches = jpeg_loader(args)
+    else:
+        batches = benchkit.fake_images(
+            batches=args.synthetic_batches,
+            batch_size=args.batch_size,
+            shape=(3, args.crop, args.crop),
+            classes=args.classes,
+            seed=args.seed,
+            device=device,
+        )
+
+    loop = benchkit.TimedLoop(
+        batches,
+        batch_size=args.batch_size,
+        units="images/s",
+        warmup=args.warmup,
+        measures=args.measures,
+        every=args.every,
+        sync=benchkit.synchronizer(device),
+    )
+    for images, labels in loop:
+        images = images.to(device, non_blocking=True)
+        labels = labels.to(device, non_blocking=True)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast:
+            loss = criterion(model(images), labels)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        loop.log_loss(loss.detach())
+
+
+def parser() -> argparse.ArgumentParser:
+    p = benchkit.arg_parser(
+        "torchvision", __doc__.splitlines()[0], batch_size=256, warmup=5, measures=30, every=5
+    )
+    p.add_argument("--model", default="resnet50", help="a torchvision.models name")
+    p.add_argument("--precision", choices=PRECISIONS, default="tf32-fp16")
+    p.add_argument("--loader", choices=["jpeg", "synthetic"], default="jpeg")
+    p.add_argument("--crop", type=int, default=224, help="training resolution after augmentation")
+    p.add_argument("--workers", type=int, default=8, help="DataLoader processes decoding JPEGs")
+    p.add_argument("--synthetic-batches", type=int, default=8, help="distinct on-device batches")
+    p.add_argument("--lr", type=float, default=0.01)
+    data.add_arguments(p)
+    return p
+
+
+if __name__ == "__main__":
+    benchkit.main(train, parser())

@@ -1,0 +1,22 @@
+"""Generates FakeVideos for the V-JEPA benchmark; returns at once when it is already there."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import data
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="vjepa-prepare")
+    parser.add_argument("--seed", type=int, default=0)
+    data.add_arguments(parser)
+    # prepare.py receives main.py's whole command line; only the dataset options matter here.
+    args, _ = parser.parse_known_args(argv)
+    spec = data.params(args)
+    print(f"FakeVideos ready in {data.materialise(spec, data.generate(spec))}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
