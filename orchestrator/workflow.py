@@ -239,15 +239,17 @@ def run(
 
 
 def preparation_plan(plan: Plan, benchmarks_root: Path) -> Plan:
-    """One prepare job per benchmark definition that has a ``prepare.py``; data is shared."""
-    seen: set[str] = set()
+    """One prepare job per distinct (definition, argv) with a ``prepare.py``.
+
+    prepare.py gets the benchmark's argv (its sizes decide the dataset) and is idempotent, so
+    suite entries that share a folder and sizes share one job, and different sizes get their own.
+    """
+    seen: set[tuple[str, tuple[str, ...]]] = set()
     jobs = []
     for job in plan.jobs:
-        if (
-            job.definition not in seen
-            and (benchmarks_root / job.definition / "prepare.py").is_file()
-        ):
-            seen.add(job.definition)
+        key = (job.definition, job.argv)
+        if key not in seen and (benchmarks_root / job.definition / "prepare.py").is_file():
+            seen.add(key)
             jobs.append(
                 job.model_copy(update={"max_duration": max(job.max_duration, PREPARE_MIN_DURATION)})
             )
