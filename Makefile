@@ -7,20 +7,20 @@ MBCTL := $(VENV)/bin/mbctl
 # The CPU torch wheel (on local disk here); GPU sites pick their own build, e.g. TORCH_SPEC=torch==2.5.1
 TORCH_SPEC ?= torch==2.13.0
 SUITE ?= smoke
-BACKEND ?= local
+BACKEND ?= docker
 PYTEST_ARGS ?=
 # The benchmark catalogue's frameworks (transformers, diffusers, lightning, torch-geometric, brax...)
 # live apart from the orchestrator's venv: the local backend runs benchmarks with its interpreter.
 BENCH_VENV ?= .venv-bench
 BENCH_TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-# run-docker: the CPU images are built offline on a debootstrap base, from a wheelhouse, trusting the host CAs
+# containers: the CPU images are built offline on a debootstrap base, from a wheelhouse, trusting the host CAs
 WHEELHOUSE ?= .cache/wheelhouse
 BASE_IMAGE_CPU ?= mbctl-test/python-base:bookworm
 CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 # pip matches --platform tags exactly: list the glibc baselines wheels are published for
 WHEEL_PLATFORMS ?= manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64
 
-.PHONY: venv bench-venv run run-docker test test-unit lint typecheck bench system docker-up clean
+.PHONY: venv bench-venv run containers test test-unit lint typecheck bench system docker-up clean
 
 $(VENV)/.installed: pyproject.toml benchmarks/benchkit/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,9 +39,15 @@ $(BENCH_VENV)/.installed: benchmarks/requirements-bench.txt benchmarks/benchkit/
 ## bench-venv: the benchmark catalogue's environment (about 7 GB), used by tests/catalogue
 bench-venv: $(BENCH_VENV)/.installed
 
-## run: set up and run the smoke suite, printing the scored report
+## run: set up and run the smoke suite, printing the scored report: in containers (CPU images
+## built on first use) when a Docker engine can be had, else as local processes (BACKEND=local forces it)
 run: venv
-	$(MBCTL) run --suite $(SUITE) --backend $(BACKEND)
+	@if [ "$(BACKEND)" != local ] && $(MAKE) --no-print-directory containers; then \
+		$(MBCTL) run --suite $(SUITE) --vendor cpu --backend docker; \
+	else \
+		echo "make run: using the local backend"; \
+		$(MBCTL) run --suite $(SUITE) --backend local; \
+	fi
 
 $(WHEELHOUSE)/.ready: $(VENV)/.installed
 	mkdir -p $(WHEELHOUSE)
@@ -49,12 +55,11 @@ $(WHEELHOUSE)/.ready: $(VENV)/.installed
 		--python-version 3.11 $(foreach p,$(WHEEL_PLATFORMS),--platform $(p)) "$(TORCH_SPEC)" numpy jax jaxlib
 	touch $@
 
-## run-docker: the smoke suite in containers (starts dockerd, builds the CPU images on first use)
-run-docker: venv docker-up $(WHEELHOUSE)/.ready
+## containers: start dockerd and build the suite's CPU images (offline, on a debootstrap base)
+containers: venv docker-up $(WHEELHOUSE)/.ready
 	bash tests/infra/base-image.sh $(BASE_IMAGE_CPU)
 	$(MBCTL) build --vendor cpu --suite $(SUITE) --base-image cpu=$(BASE_IMAGE_CPU) \
 		$(if $(wildcard $(CA_BUNDLE)),--ca-bundle $(CA_BUNDLE)) --wheelhouse $(WHEELHOUSE)
-	$(MBCTL) run --suite $(SUITE) --vendor cpu --backend docker
 
 ## system: the Debian packages the container tests need (docker engine, registry, compose, debootstrap)
 system:
