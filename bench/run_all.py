@@ -8,5 +8,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 if __name__ == "__main__":
-    for script in ("bench_cli.py", "bench_parser.py", "bench_local_overhead.py", "bench_harness.py"):
+    for script in (
+        "bench_cli.py",
+        "bench_parser.py",
+        "bench_local_overhead.py",
+        "bench_harness.py",
+    ):
         runpy.run_path(str(HERE / script), run_name="__main__")
