@@ -14,19 +14,7 @@ import benchkit
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "tf32-fp16")
 IGNORE_INDEX = -100  # positions the MLM loss skips (transformers' convention)
-
-
-def precision_settings(precision: str, device: torch.device) -> tuple[bool, torch.dtype | None]:
-    """TF32 switch and autocast dtype as the precision's name says (tf32-fp16: both).
-
-    CPUs have no fast fp16 kernels, so there fp16 autocasts to bf16, as Milabench does.
-    """
-    amp = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision.rsplit("-", 1)[-1])
-    if amp is torch.float16 and device.type == "cpu":
-        amp = torch.bfloat16
-    return precision.startswith("tf32"), amp
 
 
 def masked_batches(
@@ -50,7 +38,7 @@ def masked_batches(
 def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     device = benchkit.torch_device(args.device)
-    tf32, amp_dtype = precision_settings(args.precision, device)
+    tf32, amp_dtype = benchkit.precision_settings(args.precision, device)
     benchkit.set_tf32(tf32)
 
     config = BertConfig(
@@ -91,7 +79,7 @@ def parser() -> argparse.ArgumentParser:
     p = benchkit.arg_parser(
         "bert", __doc__.splitlines()[0], batch_size=32, warmup=5, measures=30, every=5
     )
-    p.add_argument("--precision", choices=PRECISIONS, default="tf32-fp16")
+    p.add_argument("--precision", choices=benchkit.PRECISIONS, default="tf32-fp16")
     p.add_argument("--seq-len", type=int, default=512, help="tokens per sentence")
     p.add_argument("--vocab-size", type=int, default=30522)
     p.add_argument("--hidden", type=int, default=768)

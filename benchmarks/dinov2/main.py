@@ -14,8 +14,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import copy
-import os
-import sys
 
 import benchkit
 import torch
@@ -24,33 +22,6 @@ from torch import nn
 from transformers import Dinov2Config, Dinov2Model
 
 AMP = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
-
-
-# --- data-parallel launch (the same in every DDP benchmark of the catalogue) ----------------
-
-
-def relaunch_under_torchrun(devices: int) -> None:
-    """Replace this process by torchrun with one worker per device, unless already a worker."""
-    if "LOCAL_RANK" in os.environ:
-        return
-    if devices < 0:
-        devices = max(torch.cuda.device_count(), 1)
-    if devices > 1:
-        command = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}"]
-        os.execv(sys.executable, [sys.executable, *command, *sys.argv])
-
-
-def init_distributed(requested: str) -> tuple[torch.device, int]:
-    """The device of this rank and the world size (1 without torchrun)."""
-    if "LOCAL_RANK" not in os.environ:
-        return benchkit.torch_device(requested), 1
-    local_rank = int(os.environ["LOCAL_RANK"])
-    device = benchkit.torch_device(requested)
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return device, torch.distributed.get_world_size()
 
 
 # --- model ------------------------------------------------------------------------------
@@ -127,7 +98,7 @@ def dino_loss(
 
 
 def train(args: argparse.Namespace) -> None:
-    device, world = init_distributed(args.device)
+    device, world = benchkit.init_distributed(args.device)
     torch.manual_seed(args.seed)
     benchkit.set_tf32(True)
     config = Dinov2Config(
@@ -218,8 +189,6 @@ def parser() -> argparse.ArgumentParser:
 
 if __name__ == "__main__":
     cli = parser()
-    relaunch_under_torchrun(cli.parse_args().devices)
-    # Only rank 0 speaks the metrics protocol, or every event would be counted once per rank.
-    if int(os.environ.get("RANK", "0")) > 0:
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
+    benchkit.relaunch_under_torchrun(cli.parse_args().devices)
+    benchkit.silence_other_ranks()  # only rank 0 speaks the metrics protocol
     benchkit.main(train, cli)

@@ -69,7 +69,7 @@ def triplets(edge_index: torch.Tensor, num_nodes: int) -> tuple[torch.Tensor, ..
 
 
 def molecules(args: argparse.Namespace) -> list[Data]:
-    arrays = np.load(data.require(data.params(args)) / "molecules.npz")
+    arrays = np.load(benchkit.require_dataset(data.params(args)) / "molecules.npz")
     atom_ends, bond_ends = np.cumsum(arrays["atoms"]), np.cumsum(arrays["bonds"])
     x, pos, edges, y = (torch.from_numpy(arrays[k]) for k in ("x", "pos", "edge_index", "y"))
     out = []

@@ -84,7 +84,7 @@ class Throughput(L.Callback):
 
 
 def loader(args: argparse.Namespace) -> torch.utils.data.DataLoader:
-    root = data.require(data.params(args)) / "train"
+    root = benchkit.require_dataset(data.params(args)) / "train"
     augment = transforms.Compose(
         [
             transforms.RandomResizedCrop(args.crop),

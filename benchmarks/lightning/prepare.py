@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
+import benchkit
 import data
 
-
-def main(argv: list[str]) -> None:
-    parser = argparse.ArgumentParser(prog="lightning-prepare")
-    parser.add_argument("--seed", type=int, default=0)
-    data.add_arguments(parser)
-    # prepare.py receives main.py's whole command line; only the dataset options matter here.
-    args, _ = parser.parse_known_args(argv)
-    spec = data.params(args)
-    print(f"FakeImageNet ready in {data.materialise(spec, data.generate(spec))}")
-
-
 if __name__ == "__main__":
-    main(sys.argv[1:])
+    # prepare.py receives main.py's whole command line; only the dataset options matter here.
+    benchkit.prepare_main(
+        sys.argv[1:],
+        prog="lightning-prepare",
+        add_arguments=data.add_arguments,
+        params=data.params,
+        generate=data.generate,
+        label="FakeImageNet",
+    )

@@ -9,22 +9,15 @@ articles). Kept free of torch so that ``prepare.py`` answers at once when the da
 from __future__ import annotations
 
 import argparse
-import hashlib
-import itertools
-import json
-import os
 import random
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import benchkit
+from benchkit import Lexicon, train_tokenizer
 
-MARKER = ".mbctl-dataset.json"
 # Bumped when the generator changes, so caches made by older code are not reused.
 VERSION = 1
-SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,71 +40,6 @@ def params(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def dataset_dir(spec: dict[str, Any]) -> Path:
-    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    return benchkit.data_dir() / f"{spec['dataset']}-{digest}"
-
-
-def require(spec: dict[str, Any]) -> Path:
-    """The prepared dataset, or an error saying how to make it."""
-    path = dataset_dir(spec)
-    if not (path / MARKER).is_file():
-        raise FileNotFoundError(
-            f"{spec['dataset']} is not prepared in {path.parent} (looked for {path.name}); "
-            "run `mbctl prepare` with the same suite and profile first"
-        )
-    return path
-
-
-def materialise(spec: dict[str, Any], generate: Callable[[Path], None]) -> Path:
-    """Generate the dataset once: into a temporary folder renamed into place when complete.
-
-    The marker holding the parameters is written last, so an interrupted run leaves only a
-    temporary folder, which the next run deletes before starting over.
-    """
-    final = dataset_dir(spec)
-    if (final / MARKER).is_file():
-        return final
-    for stale in final.parent.glob(f"{final.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True)
-    generate(tmp)
-    (tmp / MARKER).write_text(json.dumps(spec, sort_keys=True, indent=2) + "\n")
-    if (final / MARKER).is_file():  # a concurrent prepare finished first
-        shutil.rmtree(tmp)
-        return final
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    return final
-
-
-class Lexicon:
-    """Pronounceable made-up words drawn with Zipf's law, as word frequencies are in English."""
-
-    ONSETS = ("", "b", "c", "d", "f", "g", "h", "l", "m", "n", "p", "r", "s", "t", "st", "ch")
-    VOWELS = ("a", "e", "i", "o", "u", "ea", "io", "ou")
-    CODAS = ("", "", "n", "r", "s", "t", "l", "m", "nd", "st", "ng")
-
-    def __init__(self, size: int, rng: random.Random) -> None:
-        words: set[str] = set()
-        while len(words) < size:
-            syllables = min(1 + int(rng.expovariate(0.9)), 5)
-            words.add(
-                "".join(
-                    rng.choice(self.ONSETS) + rng.choice(self.VOWELS) + rng.choice(self.CODAS)
-                    for _ in range(syllables)
-                )
-            )
-        # Short words are the frequent ones, as in natural language.
-        self.words = sorted(words, key=lambda w: (len(w), w))
-        self.cumulative = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(size)))
-        self.rng = rng
-
-    def sample(self, count: int) -> list[str]:
-        return self.rng.choices(self.words, cum_weights=self.cumulative, k=count)
-
-
 def sentence(lexicon: Lexicon, rng: random.Random) -> str:
     length = max(3, round(rng.lognormvariate(3.0, 0.45)))  # median 20 words, mean about 23
     words = lexicon.sample(length)
@@ -128,22 +56,6 @@ def paragraphs(count: int, lexicon: Lexicon, rng: random.Random) -> Iterator[str
             yield " = " + " ".join(lexicon.sample(rng.randint(1, 4))).title() + " = "
         sentences = max(1, round(rng.lognormvariate(1.4, 0.5)))
         yield " ".join(sentence(lexicon, rng) for _ in range(sentences))
-
-
-def train_tokenizer(texts: Path, vocab: int, out: Path) -> None:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train([str(texts)], trainer)
-    tokenizer.save(str(out))
 
 
 def generate(spec: dict[str, Any]) -> Callable[[Path], None]:

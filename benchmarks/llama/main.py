@@ -61,7 +61,7 @@ def prompt_batches(
 def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     device = benchkit.torch_device(args.device)
-    root = data.require(data.params(args))
+    root = benchkit.require_dataset(data.params(args))
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_file=str(root / "tokenizer.json"),
         bos_token="<s>",

@@ -9,23 +9,17 @@ that ``prepare.py`` answers at once when the data is there.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import itertools
 import json
-import os
 import random
-import shutil
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import benchkit
+from benchkit import Lexicon, train_tokenizer
 
-MARKER = ".mbctl-dataset.json"
 # Bumped when the generator changes, so caches made by older code are not reused.
 VERSION = 1
-SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,105 +46,9 @@ def params(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def dataset_dir(spec: dict[str, Any]) -> Path:
-    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    return benchkit.data_dir() / f"{spec['dataset']}-{digest}"
-
-
-def require(spec: dict[str, Any]) -> Path:
-    """The prepared dataset, or an error saying how to make it."""
-    path = dataset_dir(spec)
-    if not (path / MARKER).is_file():
-        raise FileNotFoundError(
-            f"{spec['dataset']} is not prepared in {path.parent} (looked for {path.name}); "
-            "run `mbctl prepare` with the same suite and profile first"
-        )
-    return path
-
-
-def materialise(spec: dict[str, Any], generate: Callable[[Path], None]) -> Path:
-    """Generate the dataset once: into a temporary folder renamed into place when complete.
-
-    The marker holding the parameters is written last, so an interrupted run leaves only a
-    temporary folder, which the next run deletes before starting over.
-    """
-    final = dataset_dir(spec)
-    if (final / MARKER).is_file():
-        return final
-    for stale in final.parent.glob(f"{final.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True)
-    generate(tmp)
-    (tmp / MARKER).write_text(json.dumps(spec, sort_keys=True, indent=2) + "\n")
-    if (final / MARKER).is_file():  # a concurrent prepare finished first
-        shutil.rmtree(tmp)
-        return final
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    return final
-
-
-class Lexicon:
-    """Pronounceable made-up words drawn with Zipf's law, as word frequencies are in English."""
-
-    ONSETS = ("", "b", "c", "d", "f", "g", "h", "l", "m", "n", "p", "r", "s", "t", "st", "ch")
-    VOWELS = ("a", "e", "i", "o", "u", "ea", "io", "ou")
-    CODAS = ("", "", "n", "r", "s", "t", "l", "m", "nd", "st", "ng")
-
-    def __init__(self, size: int, rng: random.Random) -> None:
-        words: set[str] = set()
-        while len(words) < size:
-            syllables = min(1 + int(rng.expovariate(0.9)), 5)
-            words.add(
-                "".join(
-                    rng.choice(self.ONSETS) + rng.choice(self.VOWELS) + rng.choice(self.CODAS)
-                    for _ in range(syllables)
-                )
-            )
-        # Short words are the frequent ones, as in natural language.
-        self.words = sorted(words, key=lambda w: (len(w), w))
-        self.cumulative = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(size)))
-        self.rng = rng
-
-    def sample(self, count: int) -> list[str]:
-        return self.rng.choices(self.words, cum_weights=self.cumulative, k=count)
-
-
 def question(lexicon: Lexicon, rng: random.Random) -> str:
     start = rng.choice(["What is the", "Why is the", "Where is the", "What kind of", "How many"])
     return f"{start} {' '.join(lexicon.sample(rng.randint(3, 8)))} ?"
-
-
-def train_tokenizer(texts: Path, vocab: int, out: Path) -> None:
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab,
-        special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train([str(texts)], trainer)
-    tokenizer.save(str(out))
-
-
-def _write_images(job: tuple[Path, int, int, int, int]) -> None:
-    import numpy as np
-    from PIL import Image
-
-    root, first, count, size, seed = job
-    rng = np.random.default_rng([seed, first])
-    for index in range(first, first + count):
-        # Smooth colour fields plus sensor-like noise compress like photographs (~100 kB at 384 px,
-        # ImageNet's average), so decoding costs what it costs on real data; pure noise would not.
-        coarse = rng.uniform(0, 255, size=(8, 8, 3)).astype(np.uint8)
-        field = np.asarray(Image.fromarray(coarse).resize((size, size), Image.BICUBIC), np.float32)
-        pixels = np.clip(field + rng.normal(0, 18, field.shape), 0, 255).astype(np.uint8)
-        Image.fromarray(pixels).save(root / "images" / f"{index:06d}.jpg", quality=90)
 
 
 def generate(spec: dict[str, Any]) -> Callable[[Path], None]:
@@ -164,12 +62,6 @@ def generate(spec: dict[str, Any]) -> Callable[[Path], None]:
         train_tokenizer(corpus, spec["tokenizer_vocab"], root / "tokenizer.json")
         corpus.unlink()
         (root / "images").mkdir()
-        total, chunk = spec["pairs"], 64
-        jobs = [
-            (root, start, min(chunk, total - start), spec["image_size"], spec["seed"])
-            for start in range(0, total, chunk)
-        ]
-        with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
-            list(pool.map(_write_images, jobs))
+        benchkit.write_jpegs(root / "images", spec["pairs"], spec["image_size"], spec["seed"])
 
     return run

@@ -134,7 +134,7 @@ def load_model(
 def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     device = benchkit.torch_device(args.device)
-    root = str(data.require(data.params(args)))
+    root = str(benchkit.require_dataset(data.params(args)))
     processor = make_processor(root, args)
     model = load_model(args, processor).to(device).eval()
     dtype = DTYPES[args.dtype]

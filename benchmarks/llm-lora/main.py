@@ -87,7 +87,7 @@ def load_model(args: argparse.Namespace, vocab: int) -> LlamaForCausalLM:
 def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     device = benchkit.torch_device(args.device)
-    root = data.require(data.params(args))
+    root = benchkit.require_dataset(data.params(args))
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_file=str(root / "tokenizer.json"),
         bos_token="<s>",

@@ -16,19 +16,6 @@ import benchkit
 import torch
 from transformers import ReformerConfig, ReformerModelWithLMHead
 
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "tf32-fp16")
-
-
-def precision_settings(precision: str, device: torch.device) -> tuple[bool, torch.dtype | None]:
-    """TF32 switch and autocast dtype as the precision's name says (tf32-fp16: both).
-
-    CPUs have no fast fp16 kernels, so there fp16 autocasts to bf16, as Milabench does.
-    """
-    amp = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision.rsplit("-", 1)[-1])
-    if amp is torch.float16 and device.type == "cpu":
-        amp = torch.bfloat16
-    return precision.startswith("tf32"), amp
-
 
 def make_config(args: argparse.Namespace) -> ReformerConfig:
     side = math.isqrt(args.seq_len)
@@ -58,7 +45,7 @@ def make_config(args: argparse.Namespace) -> ReformerConfig:
 def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     device = benchkit.torch_device(args.device)
-    tf32, amp_dtype = precision_settings(args.precision, device)
+    tf32, amp_dtype = benchkit.precision_settings(args.precision, device)
     benchkit.set_tf32(tf32)
 
     config = make_config(args)
@@ -100,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
     p = benchkit.arg_parser(
         "reformer", __doc__.splitlines()[0], batch_size=64, warmup=5, measures=30, every=5
     )
-    p.add_argument("--precision", choices=PRECISIONS, default="tf32-fp16")
+    p.add_argument("--precision", choices=benchkit.PRECISIONS, default="tf32-fp16")
     p.add_argument("--seq-len", type=int, default=4096, help="symbols per sentence (a square)")
     p.add_argument("--layers", type=int, default=6, help="alternating local/LSH attention layers")
     p.add_argument("--hidden", type=int, default=256)

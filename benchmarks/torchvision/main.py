@@ -18,22 +18,9 @@ import torchvision
 from torch import nn
 from torchvision import transforms
 
-PRECISIONS = ("fp32", "tf32", "fp16", "bf16", "tf32-fp16")
-
-
-def precision_settings(precision: str, device: torch.device) -> tuple[bool, torch.dtype | None]:
-    """TF32 switch and autocast dtype as the precision's name says (tf32-fp16: both).
-
-    CPUs have no fast fp16 kernels, so there fp16 autocasts to bf16, as Milabench does.
-    """
-    amp = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision.rsplit("-", 1)[-1])
-    if amp is torch.float16 and device.type == "cpu":
-        amp = torch.bfloat16
-    return precision.startswith("tf32"), amp
-
 
 def jpeg_loader(args: argparse.Namespace) -> torch.utils.data.DataLoader:
-    root = data.require(data.params(args)) / "train"
+    root = benchkit.require_dataset(data.params(args)) / "train"
     augment = transforms.Compose(
         [
             transforms.RandomResizedCrop(args.crop),
@@ -64,7 +51,7 @@ def jpeg_loader(args: argparse.Namespace) -> torch.utils.data.DataLoader:
 def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     device = benchkit.torch_device(args.device)
-    tf32, amp_dtype = precision_settings(args.precision, device)
+    tf32, amp_dtype = benchkit.precision_settings(args.precision, device)
     benchkit.set_tf32(tf32)
     torch.backends.cudnn.benchmark = True
 
@@ -116,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
         "torchvision", __doc__.splitlines()[0], batch_size=256, warmup=5, measures=30, every=5
     )
     p.add_argument("--model", default="resnet50", help="a torchvision.models name")
-    p.add_argument("--precision", choices=PRECISIONS, default="tf32-fp16")
+    p.add_argument("--precision", choices=benchkit.PRECISIONS, default="tf32-fp16")
     p.add_argument("--loader", choices=["jpeg", "synthetic"], default="jpeg")
     p.add_argument("--crop", type=int, default=224, help="training resolution after augmentation")
     p.add_argument("--workers", type=int, default=8, help="DataLoader processes decoding JPEGs")

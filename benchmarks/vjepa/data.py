@@ -8,18 +8,12 @@ that ``prepare.py`` answers in well under a second when the data is there.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import os
-import shutil
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import benchkit
-
-MARKER = ".mbctl-dataset.json"
 # Bumped when the generator changes, so caches made by older code are not reused.
 VERSION = 1
 
@@ -44,45 +38,6 @@ def params(args: argparse.Namespace) -> dict[str, Any]:
         "seconds": args.seconds,
         "seed": args.seed,
     }
-
-
-def dataset_dir(spec: dict[str, Any]) -> Path:
-    digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:12]
-    return benchkit.data_dir() / f"{spec['dataset']}-{digest}"
-
-
-def require(spec: dict[str, Any]) -> Path:
-    """The prepared dataset, or an error saying how to make it."""
-    path = dataset_dir(spec)
-    if not (path / MARKER).is_file():
-        raise FileNotFoundError(
-            f"{spec['dataset']} is not prepared in {path.parent} (looked for {path.name}); "
-            "run `mbctl prepare` with the same suite and profile first"
-        )
-    return path
-
-
-def materialise(spec: dict[str, Any], generate: Callable[[Path], None]) -> Path:
-    """Generate the dataset once: into a temporary folder renamed into place when complete.
-
-    The marker holding the parameters is written last, so an interrupted run leaves only a
-    temporary folder, which the next run deletes before starting over.
-    """
-    final = dataset_dir(spec)
-    if (final / MARKER).is_file():
-        return final
-    for stale in final.parent.glob(f"{final.name}.tmp-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
-    tmp.mkdir(parents=True)
-    generate(tmp)
-    (tmp / MARKER).write_text(json.dumps(spec, sort_keys=True, indent=2) + "\n")
-    if (final / MARKER).is_file():  # a concurrent prepare finished first
-        shutil.rmtree(tmp)
-        return final
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    return final
 
 
 def _write_videos(job: tuple[Path, int, int, dict[str, Any]]) -> None:

@@ -17,8 +17,6 @@ import argparse
 import contextlib
 import copy
 import math
-import os
-import sys
 
 import av
 import benchkit
@@ -34,33 +32,6 @@ from transformers.models.vjepa2.modeling_vjepa2 import apply_masks
 AMP = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 # (blocks, fraction of the frame each covers): V-JEPA's two multi-block mask generators.
 MASKS = ((8, 0.15), (2, 0.7))
-
-
-# --- data-parallel launch (the same in every DDP benchmark of the catalogue) ----------------
-
-
-def relaunch_under_torchrun(devices: int) -> None:
-    """Replace this process by torchrun with one worker per device, unless already a worker."""
-    if "LOCAL_RANK" in os.environ:
-        return
-    if devices < 0:
-        devices = max(torch.cuda.device_count(), 1)
-    if devices > 1:
-        command = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}"]
-        os.execv(sys.executable, [sys.executable, *command, *sys.argv])
-
-
-def init_distributed(requested: str) -> tuple[torch.device, int]:
-    """The device of this rank and the world size (1 without torchrun)."""
-    if "LOCAL_RANK" not in os.environ:
-        return benchkit.torch_device(requested), 1
-    local_rank = int(os.environ["LOCAL_RANK"])
-    device = benchkit.torch_device(requested)
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return device, torch.distributed.get_world_size()
 
 
 # --- data -------------------------------------------------------------------------------
@@ -105,7 +76,7 @@ class VideoClips(torch.utils.data.Dataset):
 
 
 def video_loader(args: argparse.Namespace, world: int) -> torch.utils.data.DataLoader:
-    root = data.require(data.params(args))
+    root = benchkit.require_dataset(data.params(args))
     files = sorted(str(p) for p in root.glob("*.mp4"))
     # An epoch long enough that workers are not restarted during the measurement.
     length = args.batch_size * (args.warmup + args.measures + 1) * args.every * 2
@@ -173,7 +144,7 @@ class Jepa(nn.Module):
 
 
 def train(args: argparse.Namespace) -> None:
-    device, world = init_distributed(args.device)
+    device, world = benchkit.init_distributed(args.device)
     torch.manual_seed(args.seed)
     benchkit.set_tf32(True)
     config = VJEPA2Config(
@@ -258,8 +229,6 @@ def parser() -> argparse.ArgumentParser:
 
 if __name__ == "__main__":
     cli = parser()
-    relaunch_under_torchrun(cli.parse_args().devices)
-    # Only rank 0 speaks the metrics protocol, or every event would be counted once per rank.
-    if int(os.environ.get("RANK", "0")) > 0:
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (lives as long as the process)
+    benchkit.relaunch_under_torchrun(cli.parse_args().devices)
+    benchkit.silence_other_ranks()  # only rank 0 speaks the metrics protocol
     benchkit.main(train, cli)

@@ -5,19 +5,28 @@ Standard library only; torch, jax, numpy, pynvml and amdsmi are imported lazily 
 
 from __future__ import annotations
 
+from . import fakeimagenet
 from ._version import __version__
+from .cache import dataset_dir, is_prepared, materialise, prepare_main, require_dataset
 from .cli import arg_parser, data_dir
 from .datasets import fake_arrays, fake_images, fake_tokens
 from .device import auto_sync, jax_sync, set_tf32, synchronizer, torch_device
+from .distributed import init_distributed, relaunch_under_torchrun, silence_other_ranks
+from .images import photo_like, write_jpegs
 from .lifecycle import Terminated, main, session, versions
 from .loop import TimedLoop
+from .precision import PRECISIONS, precision_settings
 from .protocol import PROTOCOL_VERSION, Emitter, emit
 from .telemetry import GpuMonitor, amd_reading, nvml_reading, start_telemetry, visible_devices
+from .text import SPECIAL_TOKENS, Lexicon, train_tokenizer
 
 __all__ = [
+    "PRECISIONS",
     "PROTOCOL_VERSION",
+    "SPECIAL_TOKENS",
     "Emitter",
     "GpuMonitor",
+    "Lexicon",
     "Terminated",
     "TimedLoop",
     "__version__",
@@ -25,18 +34,31 @@ __all__ = [
     "arg_parser",
     "auto_sync",
     "data_dir",
+    "dataset_dir",
     "emit",
     "fake_arrays",
     "fake_images",
     "fake_tokens",
+    "fakeimagenet",
+    "init_distributed",
+    "is_prepared",
     "jax_sync",
     "main",
+    "materialise",
     "nvml_reading",
+    "photo_like",
+    "precision_settings",
+    "prepare_main",
+    "relaunch_under_torchrun",
+    "require_dataset",
     "session",
     "set_tf32",
+    "silence_other_ranks",
     "start_telemetry",
     "synchronizer",
     "torch_device",
+    "train_tokenizer",
     "versions",
     "visible_devices",
+    "write_jpegs",
 ]

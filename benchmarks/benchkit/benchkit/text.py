@@ -1,0 +1,57 @@
+"""Made-up English for the text datasets: a Zipf-distributed lexicon and a BPE tokenizer trainer.
+
+Nothing can be downloaded in a benchmark, so text datasets are generated from pronounceable
+made-up words drawn with Zipf's law; the tokenizer is trained on the generated corpus (the
+``tokenizers`` package is imported only when training).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from pathlib import Path
+
+SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
+
+
+class Lexicon:
+    """Pronounceable made-up words drawn with Zipf's law, as word frequencies are in English."""
+
+    ONSETS = ("", "b", "c", "d", "f", "g", "h", "l", "m", "n", "p", "r", "s", "t", "st", "ch")
+    VOWELS = ("a", "e", "i", "o", "u", "ea", "io", "ou")
+    CODAS = ("", "", "n", "r", "s", "t", "l", "m", "nd", "st", "ng")
+
+    def __init__(self, size: int, rng: random.Random) -> None:
+        words: set[str] = set()
+        while len(words) < size:
+            syllables = min(1 + int(rng.expovariate(0.9)), 5)
+            words.add(
+                "".join(
+                    rng.choice(self.ONSETS) + rng.choice(self.VOWELS) + rng.choice(self.CODAS)
+                    for _ in range(syllables)
+                )
+            )
+        # Short words are the frequent ones, as in natural language.
+        self.words = sorted(words, key=lambda w: (len(w), w))
+        self.cumulative = list(itertools.accumulate(1.0 / (rank + 1) for rank in range(size)))
+        self.rng = rng
+
+    def sample(self, count: int) -> list[str]:
+        return self.rng.choices(self.words, cum_weights=self.cumulative, k=count)
+
+
+def train_tokenizer(texts: Path, vocab: int, out: Path) -> None:
+    """Train a byte-level BPE tokenizer of ``vocab`` tokens on the file ``texts``, save to ``out``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train([str(texts)], trainer)
+    tokenizer.save(str(out))
