@@ -563,7 +563,22 @@ def suite_path(name_or_file: str) -> Path:
     return path
 
 
-def select(suite: Suite, *, select: Sequence[str] = (), exclude: Sequence[str] = ()) -> Suite:
+def load_selected(
+    name_or_file: str,
+    *,
+    overrides: Iterable[str] = (),
+    profile: str | None = None,
+    select: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+) -> Suite:
+    """What every command that takes ``--suite/--set/--profile/--select/--exclude`` plans from."""
+    suite = load_suite(suite_path(name_or_file), overrides=overrides, profile=profile)
+    return select_benchmarks(suite, select=select, exclude=exclude)
+
+
+def select_benchmarks(
+    suite: Suite, *, select: Sequence[str] = (), exclude: Sequence[str] = ()
+) -> Suite:
     """Keep the benchmarks matching ``select`` (names or tags) minus ``exclude``; unknown → error."""
 
     def expand(words: Sequence[str], option: str) -> set[str]:

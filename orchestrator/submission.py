@@ -232,7 +232,7 @@ def load_run_suite(path: Path, meta: Mapping[str, Any]) -> tuple[config.Suite, c
         overrides=_words(info.get("overrides")),
         profile=profile if isinstance(profile, str) else None,
     )
-    selected = config.select(
+    selected = config.select_benchmarks(
         full, select=_words(info.get("select")), exclude=_words(info.get("exclude"))
     )
     return full, selected

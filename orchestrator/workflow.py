@@ -73,10 +73,13 @@ def default_data_dir() -> Path:
 
 
 def load_suite(req: Request) -> config.Suite:
-    suite = config.load_suite(
-        config.suite_path(req.suite), overrides=req.overrides, profile=req.profile
+    return config.load_selected(
+        req.suite,
+        overrides=req.overrides,
+        profile=req.profile,
+        select=req.select,
+        exclude=req.exclude,
     )
-    return config.select(suite, select=req.select, exclude=req.exclude)
 
 
 def resolve_target(

@@ -15,6 +15,7 @@ from orchestrator.cli.options import (
     ImageRegistryOpt,
     LockOpt,
     PhaseChoice,
+    ProfileOpt,
     SelectOpt,
     SetOpt,
     SuiteOpt,
@@ -27,6 +28,7 @@ def render_compose(
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Compose file to write.")],
     suite: SuiteOpt = "smoke",
+    profile: ProfileOpt = None,
     select: SelectOpt = None,
     exclude: ExcludeOpt = None,
     overrides: SetOpt = None,
@@ -71,8 +73,10 @@ def render_compose(
         raise ConfigError(
             f"--{problem['loc'][0]}".replace("_", "-") + f": {problem['msg']}"
         ) from None
-    chosen = config.select(
-        config.load_suite(config.suite_path(suite), overrides=overrides or ()),
+    chosen = config.load_selected(
+        suite,
+        overrides=overrides or (),
+        profile=profile,
         select=select or (),
         exclude=exclude or (),
     )

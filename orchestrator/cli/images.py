@@ -78,9 +78,7 @@ def _image_names(
     from orchestrator import config, images
     from orchestrator.errors import ConfigError
 
-    chosen = config.select(
-        config.load_suite(config.suite_path(suite)), select=select or (), exclude=exclude or ()
-    )
+    chosen = config.load_selected(suite, select=select or (), exclude=exclude or ())
     names = images.image_names(chosen, vendor)
     if not names:
         raise ConfigError(f"no benchmark of suite {chosen.name!r} runs on {vendor.value}")

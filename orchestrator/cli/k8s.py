@@ -16,6 +16,7 @@ from orchestrator.cli.options import (
     LockOpt,
     NamespaceOpt,
     PhaseChoice,
+    ProfileOpt,
     SelectOpt,
     SetOpt,
     SuiteOpt,
@@ -38,6 +39,7 @@ def render_k8s(
         Path, typer.Option("--output", "-o", help="Folder to write the manifests to.")
     ],
     suite: SuiteOpt = "standard",
+    profile: ProfileOpt = None,
     select: SelectOpt = None,
     exclude: ExcludeOpt = None,
     overrides: SetOpt = None,
@@ -65,8 +67,10 @@ def render_k8s(
     from orchestrator.plan import make_plan, parse_devices
 
     settings = load_settings(k8s_config, namespace=namespace)
-    chosen = config.select(
-        config.load_suite(config.suite_path(suite), overrides=overrides or ()),
+    chosen = config.load_selected(
+        suite,
+        overrides=overrides or (),
+        profile=profile,
         select=select or (),
         exclude=exclude or (),
     )

@@ -160,11 +160,11 @@ def test_overrides(tmp_path: Path) -> None:
 
 def test_select_and_exclude(tmp_path: Path) -> None:
     suite = config.load_suite(write(tmp_path, GOOD))
-    assert config.select(suite, select=["flops"]).names() == ["base", "child"]
-    assert config.select(suite, select=["base,multi"]).names() == ["base", "multi"]
-    assert config.select(suite, exclude=["child"]).names() == ["base", "multi"]
+    assert config.select_benchmarks(suite, select=["flops"]).names() == ["base", "child"]
+    assert config.select_benchmarks(suite, select=["base,multi"]).names() == ["base", "multi"]
+    assert config.select_benchmarks(suite, exclude=["child"]).names() == ["base", "multi"]
     with pytest.raises(ConfigError, match="--select 'ghost': no such benchmark or tag"):
-        config.select(suite, select=["ghost"])
+        config.select_benchmarks(suite, select=["ghost"])
 
 
 def test_config_hash_is_stable(tmp_path: Path) -> None:
