@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -44,8 +45,11 @@ class LocalBackend:
         self.python = python or sys.executable
 
     def check(self) -> None:
-        if not Path(self.python).exists():
+        # jobs start in their benchmark's folder: a relative or bare interpreter must be resolved here
+        found = shutil.which(self.python) if os.sep not in self.python else self.python
+        if found is None or not Path(found).exists():
             raise BackendUnavailable(f"local backend: interpreter {self.python} does not exist")
+        self.python = str(Path(found).absolute())
 
     def submit(self, job: Job, ctx: RunContext) -> Handle:
         folder = ctx.benchmarks_root / job.definition

@@ -275,3 +275,18 @@ def test_prepare_runs_prepare_py_once_per_definition(bench_root: Path, tmp_path:
     result = workflow.run(req, prepared, phase=Phase.PREPARE)
     assert statuses(result.run) == {"good.0": "ok"}  # no rate is expected from a prepare job
     assert (tmp_path / "data" / "good" / "ready").read_text() == "prepare"
+
+
+def test_relative_interpreter_is_resolved_before_jobs_change_folder(
+    bench_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    venv_python = Path(sys.executable)
+    monkeypatch.chdir(venv_python.parent.parent)
+    relative = str(Path(venv_python.parent.name) / venv_python.name)  # e.g. bin/python
+    req = request(tmp_path, select=("good",), python=relative)
+    result = workflow.run(req, workflow.prepare(req))
+    assert statuses(result.run) == {"good.0": "ok"}
+    from orchestrator.errors import BackendUnavailable
+
+    with pytest.raises(BackendUnavailable, match="interpreter no/such/python does not exist"):
+        workflow.run(request(tmp_path, python="no/such/python"), workflow.prepare(req))
