@@ -3,6 +3,6 @@
 The generator is shared with the other ImageNet-style benchmark (see ``benchkit.fakeimagenet``).
 """
 
-from benchkit.fakeimagenet import VERSION, add_arguments, generate, params
+from benchkit.fakeimagenet import VERSION, add_arguments, generate, params, train_loader
 
-__all__ = ["VERSION", "add_arguments", "generate", "params"]
+__all__ = ["VERSION", "add_arguments", "generate", "params", "train_loader"]

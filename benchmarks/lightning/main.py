@@ -21,7 +21,6 @@ import lightning as L
 import torch
 import torchvision
 from torch import nn
-from torchvision import transforms
 
 
 class Classifier(L.LightningModule):
@@ -83,33 +82,6 @@ class Throughput(L.Callback):
         trainer.should_stop = trainer.strategy.broadcast(trainer.should_stop)
 
 
-def loader(args: argparse.Namespace) -> torch.utils.data.DataLoader:
-    root = benchkit.require_dataset(data.params(args)) / "train"
-    augment = transforms.Compose(
-        [
-            transforms.RandomResizedCrop(args.crop),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
-        ]
-    )
-    dataset = torchvision.datasets.ImageFolder(str(root), augment)
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=args.batch_size,
-        # One epoch covers the whole measurement: an epoch boundary drains the workers' prefetch,
-        # a stall that ImageNet's 5,000-step epochs make rare and a small fake set would not.
-        sampler=torch.utils.data.RandomSampler(
-            dataset,
-            replacement=True,
-            num_samples=args.batch_size * args.every * (args.warmup + args.measures + 1),
-        ),
-        num_workers=args.workers,
-        drop_last=True,
-        persistent_workers=args.workers > 0,
-    )
-
-
 def train(args: argparse.Namespace) -> None:
     L.seed_everything(args.seed, verbose=False)
     accelerator = "cpu" if args.device == "cpu" else "auto"
@@ -129,7 +101,7 @@ def train(args: argparse.Namespace) -> None:
         enable_model_summary=False,
     )
     torch.backends.cudnn.benchmark = True
-    trainer.fit(Classifier(args.model, args.classes, args.lr), loader(args))
+    trainer.fit(Classifier(args.model, args.classes, args.lr), data.train_loader(args))
 
 
 def parser() -> argparse.ArgumentParser:

@@ -16,36 +16,6 @@ import data
 import torch
 import torchvision
 from torch import nn
-from torchvision import transforms
-
-
-def jpeg_loader(args: argparse.Namespace) -> torch.utils.data.DataLoader:
-    root = benchkit.require_dataset(data.params(args)) / "train"
-    augment = transforms.Compose(
-        [
-            transforms.RandomResizedCrop(args.crop),
-            transforms.RandomHorizontalFlip(),
-            transforms.ToTensor(),
-            transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
-        ]
-    )
-    dataset = torchvision.datasets.ImageFolder(str(root), augment)
-    return torch.utils.data.DataLoader(
-        dataset,
-        batch_size=args.batch_size,
-        # One epoch covers the whole measurement: an epoch boundary drains the workers' prefetch,
-        # a stall that ImageNet's 5,000-step epochs make rare and a small fake set would not.
-        sampler=torch.utils.data.RandomSampler(
-            dataset,
-            replacement=True,
-            num_samples=args.batch_size * args.every * (args.warmup + args.measures + 1),
-        ),
-        num_workers=args.workers,
-        pin_memory=torch.cuda.is_available(),
-        drop_last=True,
-        # Workers survive the epoch boundary: restarting them is not what a long run pays.
-        persistent_workers=args.workers > 0,
-    )
 
 
 def train(args: argparse.Namespace) -> None:
@@ -66,7 +36,7 @@ def train(args: argparse.Namespace) -> None:
     )
 
     if args.loader == "jpeg":
-        batches = jpeg_loader(args)
+        batches = data.train_loader(args, pin_memory=torch.cuda.is_available())
     else:
         batches = benchkit.fake_images(
             batches=args.synthetic_batches,

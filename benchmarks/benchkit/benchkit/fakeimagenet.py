@@ -2,7 +2,8 @@
 
 Shared by the benchmarks that read an ImageNet-style ``train/<class>/<image>.JPEG`` tree (their
 ``data.py`` re-exports this module). The cache names it by its parameters, so every benchmark
-must generate the same bytes from them: hence one generator, here. Free of torch.
+must generate the same bytes from them: hence one generator, here, and one training loader.
+torch and torchvision are imported inside ``train_loader`` only.
 """
 
 from __future__ import annotations
@@ -63,3 +64,43 @@ def generate(spec: dict[str, Any]) -> Callable[[Path], None]:
             list(pool.map(_write_images, jobs))
 
     return run
+
+
+def train_loader(args: argparse.Namespace, *, pin_memory: bool = False) -> Any:
+    """The ImageNet training pipeline over the cached JPEGs: decode and augment on the fly.
+
+    ``args`` carries the dataset options of ``add_arguments`` plus ``crop``, ``batch_size``,
+    ``workers``, ``every``, ``warmup`` and ``measures``.
+    """
+    import torch
+    import torchvision
+    from torchvision import transforms
+
+    from .cache import require_dataset
+
+    root = require_dataset(params(args)) / "train"
+    augment = transforms.Compose(
+        [
+            transforms.RandomResizedCrop(args.crop),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(mean=[0.485, 0.456, 0.406], std=[0.229, 0.224, 0.225]),
+        ]
+    )
+    dataset = torchvision.datasets.ImageFolder(str(root), augment)
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        # One epoch covers the whole measurement: an epoch boundary drains the workers' prefetch,
+        # a stall that ImageNet's 5,000-step epochs make rare and a small fake set would not.
+        sampler=torch.utils.data.RandomSampler(
+            dataset,
+            replacement=True,
+            num_samples=args.batch_size * args.every * (args.warmup + args.measures + 1),
+        ),
+        num_workers=args.workers,
+        pin_memory=pin_memory,
+        drop_last=True,
+        # Workers survive the epoch boundary: restarting them is not what a long run pays.
+        persistent_workers=args.workers > 0,
+    )
