@@ -34,7 +34,7 @@ class VendorSpec:
     k8s_resource: str | None = None
     k8s_per_device: dict[str, str] = field(
         default_factory=lambda: {"cpu": "8", "memory": "64Gi"},
-        metadata={"doc": "pod requests per device (a job without devices counts one); sites override"},
+        metadata={"doc": "pod requests per device (jobs without devices count one)"},
     )
     k8s_run_as_non_root: bool = True
     k8s_capabilities: tuple[str, ...] = ()

@@ -337,9 +337,12 @@ def test_multi_node_is_an_indexed_job_behind_a_headless_service() -> None:
         "2", f"{name}-0.{name}", "29500",
     )  # fmt: skip
     assert env["MBCTL_RDZV_TIMEOUT"] == "900"
-    assert _env(job_manifest(job, K8sSettings(rendezvous_timeout=1800), run_id=RUN_ID))[
-        "MBCTL_RDZV_TIMEOUT"
-    ] == "1800"
+    assert (
+        _env(job_manifest(job, K8sSettings(rendezvous_timeout=1800), run_id=RUN_ID))[
+            "MBCTL_RDZV_TIMEOUT"
+        ]
+        == "1800"
+    )
     # one rank per machine, required
     assert _pod(manifest)["affinity"] == {
         "podAntiAffinity": {
