@@ -25,7 +25,7 @@ META_FILE: Final = "meta.json"
 SUMMARY_FILE: Final = "summary.json"
 EVENTS_SUFFIX: Final = ".jsonl"
 LOG_SUFFIX: Final = ".log"
-EXIT_STATUSES: Final = frozenset({"ok", "failed", "timeout", "cancelled", "oom", "error"})
+EXIT_STATUSES: Final = frozenset({"ok", "failed", "timeout", "cancelled", "oom", "error", "queued"})
 
 _SLUG_RE: Final = re.compile(r"[^a-z0-9]+")
 _TAIL_BYTES: Final = 64 * 1024

@@ -44,7 +44,7 @@ class Request:
     kubeconfig: str | None = None
     k8s_config: Path | None = None
     keep: bool = False
-    #: nodes a multi-node benchmark may span; None: 1, or on Kubernetes what the cluster offers
+    # nodes a multi-node ({nodes: N}) benchmark may span; None: what the backend can place
     nodes: int | None = None
 
 
@@ -121,7 +121,8 @@ def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
     suite = load_suite(req)
     target = resolve_target(req.vendor, req.devices)
     backend_name, notes = choose_backend(req.backend)
-    nodes = _node_count(req, backend_name, target.vendor)
+    # without --nodes the backend's own count is known only once it runs (see fit_nodes)
+    nodes = req.nodes or 1
     plan = make_plan(suite, vendor=target.vendor, devices=target.devices, nodes=nodes)
     if backend_name != "local":
         planned = {job.bench for job in plan.jobs}
@@ -180,16 +181,6 @@ def _leftover_notes(req: Request) -> list[str]:
     return [
         f"warning: {len(stale)} container(s) of earlier runs ({runs}) remain; `mbctl clean` removes them"
     ]
-
-
-def _node_count(req: Request, backend_name: str, vendor: Vendor) -> int:
-    """``--nodes``, else the nodes of the cluster that can host a rank (Kubernetes), else 1."""
-    if req.nodes is not None:
-        return req.nodes
-    if backend_name == "kubernetes":
-        counter: Any = make_backend(backend_name, req, vendor=vendor.value)
-        return int(counter.max_nodes())
-    return 1
 
 
 def make_backend(name: str, req: Request, *, vendor: str | None = None) -> Backend:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from dataclasses import dataclass
@@ -32,9 +33,12 @@ def job_of(plan: Plan, bench: str) -> Job:
 
 @dataclass
 class Ran:
+    """A driven job: its output lines, the node records the backend added to them, its exit."""
+
     lines: list[str]
     exit: Exit
     seconds: float
+    nodes: list[dict[str, Any]]
 
 
 def drive(
@@ -59,4 +63,6 @@ def drive(
     assert result is not None, "the job did not end in time"
     reader.join(timeout=timeout)
     assert not reader.is_alive(), "the log stream did not end"
-    return Ran(lines, result, time.monotonic() - started)
+    nodes = [json.loads(line) for line in lines if '"kind": "node"' in line]
+    output = [line for line in lines if '"kind": "node"' not in line]
+    return Ran(output, result, time.monotonic() - started, nodes)

@@ -251,8 +251,9 @@ def _connect(kubeconfig: str | None) -> Any:
 
 def node_line(rank: int, pod: str, node: dict[str, Any]) -> str:
     """A protocol line recording the node that ran one rank, for the job's event log."""
+    # the protocol tag first: the parser knows a protocol line by its start
     record = {"mbctl": 1, "event": "meta", "kind": "node", "t": time.time()}
-    return json.dumps(record | {"rank": rank, "pod": pod, "node": node}, sort_keys=True)
+    return json.dumps(record | {"rank": rank, "pod": pod, "node": node})
 
 
 def _disrupted(pod: dict[str, Any]) -> dict[str, Any] | None:
@@ -277,6 +278,8 @@ class _Tracked:
     reported: set[str] = field(default_factory=set)
     verdict: Exit | None = None
     verdict_at: float = 0.0
+    #: the Job ended by itself (its pods are done): the log reader may drain them first
+    ended: bool = False
     exit: Exit | None = None
     cancelled: bool = False
     started: bool = False
@@ -435,6 +438,8 @@ class KubernetesBackend:
                 if code == 0 or self.settings.backoff_limit == 0 or tracked.over:
                     break
             # the other ranks' nodes are known by now, whatever order the scheduler placed them in
+            with contextlib.suppress(*self._errors()):
+                self._pods(tracked)
             yield from self._node_lines(tracked)
         finally:
             tracked.log_done.set()
@@ -543,7 +548,8 @@ class KubernetesBackend:
             tracked.verdict_at = time.monotonic()
         # deleting the Job deletes its pods: let the log reader drain them first
         if (
-            tracked.started
+            tracked.ended
+            and tracked.started
             and not tracked.log_done.is_set()
             and time.monotonic() - tracked.verdict_at < LOG_GRACE
         ):
@@ -565,11 +571,17 @@ class KubernetesBackend:
             status = _container(pod)
             if status.get("imageID"):
                 tracked.images[_name(pod)] = str(status["imageID"])
-            tracked.started = tracked.started or _started(pod)
-            node = _dig(pod, "spec", "nodeName")
-            if node and _started(pod):
-                tracked.pod_nodes.setdefault(_name(pod), (_index(pod), str(node)))
+            self._note(tracked, pod)
         return pods
+
+    @staticmethod
+    def _note(tracked: _Tracked, pod: dict[str, Any]) -> None:
+        """Remember that ``pod`` started and on which node."""
+        started = _started(pod)
+        tracked.started = tracked.started or started
+        node = _dig(pod, "spec", "nodeName")
+        if node and started:
+            tracked.pod_nodes.setdefault(_name(pod), (_index(pod), str(node)))
 
     def _image(self, tracked: _Tracked) -> dict[str, Any] | None:
         """What ran, shaped as the docker backend records it, plus each pod's imageID across nodes."""
@@ -599,6 +611,11 @@ class KubernetesBackend:
             for c in _dig(job, "status", "conditions") or []
             if c.get("status") == "True"
         }
+        ended = "Complete" in conditions or "Failed" in conditions or "FailureTarget" in conditions
+        if ended:
+            tracked.ended = True
+            # a job that ran between two polls ran all the same
+            tracked.running_at = tracked.running_at or time.monotonic()
         if "Complete" in conditions:
             return Exit(0, Status.OK, None, self._image(tracked))
         for pod in pods:
@@ -768,13 +785,14 @@ class KubernetesBackend:
                 ):
                     pod = event["raw_object"]
                     name = _name(pod)
+                    if event["type"] != "DELETED":
+                        self._note(tracked, pod)
                     if (
                         event["type"] != "DELETED"
                         and _index(pod) == 0
                         and name not in followed
                         and _started(pod)
                     ):
-                        tracked.started = True
                         watcher.stop()
                         return name
                     if tracked.over:
