@@ -37,6 +37,23 @@ def _job(cluster: Cluster, scenario: Any, bench: str = "resnet50", **update: Any
     return job
 
 
+def _kubeconfig(api: FakeApiServer, tmp_path: Path) -> Path:
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "fake", "cluster": {"server": api.url}}],
+                "users": [{"name": "me", "user": {"token": "not-a-secret"}}],
+                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}],
+                "current-context": "fake",
+            }
+        )
+    )
+    return path
+
+
 def _execute(job: Job, backend: Any, tmp_path: Path) -> tuple[Any, Any]:
     """Run one job as ``mbctl run`` does (runner + run folder); the outcome and the folder."""
     from orchestrator.results import RunDir
@@ -167,19 +184,7 @@ def test_mbctl_run_nodes_2_runs_a_two_node_benchmark_and_meta_names_the_nodes(
 
     cluster = api.cluster
     cluster.scenarios["llm-2n.N2"] = scenarios.two_nodes
-    kubeconfig = tmp_path / "kubeconfig"
-    kubeconfig.write_text(
-        json.dumps(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [{"name": "fake", "cluster": {"server": api.url}}],
-                "users": [{"name": "me", "user": {"token": "not-a-secret"}}],
-                "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "me"}}],
-                "current-context": "fake",
-            }
-        )
-    )
+    kubeconfig = _kubeconfig(api, tmp_path)
     result = CliRunner().invoke(
         app,
         ["run", "--backend", "kubernetes", "--nodes", "2", "--vendor", "cuda", "--devices", "2",
@@ -350,12 +355,37 @@ def test_clean_removes_what_a_crashed_run_left_by_run_label(
     backend.submit(_job(cluster, scenarios.nothing), other)
     name = "llm-2n-n2-20250101-000000-k8s-test-abcd"
     assert backend.clean(ctx.run_id, dry_run=True) == [
-        {"kind": "Job", "name": name, "run": ctx.run_id},
-        {"kind": "Service", "name": name, "run": ctx.run_id},
+        {"kind": "Job", "name": name, "run": ctx.run_id, "status": "active"},
+        {"kind": "Service", "name": name, "run": ctx.run_id, "status": "active"},
     ]
     assert len(cluster.jobs) == 2
     removed = backend.clean(ctx.run_id)
     assert [r["name"] for r in removed] == [name, name]
     assert list(cluster.jobs) == ["resnet50-d0-another-run"] and not cluster.services
+    assert backend.clean() == []  # without a run id: only finished Jobs
+    cluster.job_condition("resnet50-d0-another-run", "Failed", "DeadlineExceeded")
     assert [r["run"] for r in backend.clean()] == ["another-run"]
     assert not cluster.jobs
+
+
+def test_mbctl_clean_backend_kubernetes_deletes_a_runs_jobs_and_services(
+    api: FakeApiServer, make_backend: Backend, ctx: RunContext, tmp_path: Path
+) -> None:
+    from orchestrator.cli.main import app
+
+    cluster = api.cluster
+    make_backend(keep=True).submit(_job(cluster, scenarios.nothing, bench="llm-2n"), ctx)
+    kubeconfig = str(_kubeconfig(api, tmp_path))
+    runner = CliRunner()
+    args = ["clean", "--backend", "kubernetes", "--kubeconfig", kubeconfig]
+    listed = runner.invoke(app, [*args, "--run", ctx.run_id, "--dry-run"])
+    assert listed.exit_code == 0, listed.output
+    assert "would delete 2 object(s) in namespace mbctl" in listed.output
+    assert cluster.jobs and cluster.services
+    kept = runner.invoke(app, args)  # no run id: the active Job stays
+    assert kept.exit_code == 0 and "nothing to clean in namespace mbctl" in kept.output
+    removed = runner.invoke(app, [*args, "--run", ctx.run_id])
+    assert removed.exit_code == 0 and "deleted 2 object(s)" in removed.output
+    assert not cluster.jobs and not cluster.services
+    wrong = runner.invoke(app, ["clean", "--backend", "slurm"])
+    assert wrong.exit_code == 2 and "error: --backend slurm: nothing to clean there" in wrong.stderr

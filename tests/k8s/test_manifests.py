@@ -6,6 +6,7 @@ Set MBCTL_UPDATE_GOLDEN=1 to rewrite the golden files after an intended change (
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -536,3 +537,98 @@ def test_render_k8s_errors_are_one_line_with_exit_code_2(
         "nothing to prepare: no benchmark of the selection has a prepare.py"
         in nothing_to_prepare.stderr
     )
+
+
+def _render(tmp_path: Path, *args: str) -> dict[str, Any]:
+    from orchestrator.cli.main import app
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        [
+            "render",
+            "k8s",
+            "--vendor",
+            "cuda",
+            "--image-registry",
+            "r.example",
+            "-o",
+            str(out),
+            *args,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return {p.name: yaml.safe_load(p.read_text()) for p in out.glob("*.yaml")}
+
+
+def test_render_standard_on_8_gpus_scales_requests_sets_pod_security_and_validates(
+    tmp_path: Path,
+) -> None:
+    import kubernetes_validate
+
+    files = _render(tmp_path, "--suite", "standard", "--devices", "8")
+    namespace = files["namespace-mbctl.yaml"]["metadata"]["labels"]
+    assert namespace["pod-security.kubernetes.io/enforce"] == "restricted"
+    jobs = {n: m for n, m in files.items() if n.startswith("job-")}
+    one = _container(jobs["job-bert-tf32-fp16-d0.yaml"])["resources"]
+    assert one == {
+        "requests": {"cpu": "8", "memory": "64Gi"},
+        "limits": {"memory": "64Gi", "nvidia.com/gpu": "1"},
+    }
+    eight = [
+        _container(m)["resources"] for m in jobs.values()
+        if _container(m)["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    ]  # fmt: skip
+    assert eight and all(r["requests"] == {"cpu": "64", "memory": "512Gi"} for r in eight)
+    # per-GPU copies differ in names only: validating each benchmark's first one covers them
+    copies = re.compile(r"-d[1-9]\.yaml$")
+    for name, manifest in files.items():
+        if name == "kustomization.yaml" or copies.search(name):
+            continue
+        for version in SCHEMA_VERSIONS:
+            kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_render_two_nodes_with_a_queue_gives_static_rendezvous_anti_affinity_and_a_gang(
+    tmp_path: Path,
+) -> None:
+    import kubernetes_validate
+
+    settings = tmp_path / "k8s.yaml"
+    settings.write_text("queue_name: benchmarks\nguaranteed: true\n")
+    files = _render(
+        tmp_path,
+        "--suite",
+        str(SUITE),
+        "--devices",
+        "8",
+        "--nodes",
+        "2",
+        "--k8s-config",
+        str(settings),
+    )
+    job = files["job-llm-2n-n2.yaml"]
+    env = _env(job)
+    assert (env["MBCTL_NNODES"], env["MBCTL_MASTER_ADDR"], env["MBCTL_MASTER_PORT"]) == (
+        "2", "llm-2n-n2-0.llm-2n-n2", "29500",
+    )  # fmt: skip
+    assert "fieldRef" in env["MBCTL_NODE_RANK"]
+    anti = _pod(job)["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert anti[0]["topologyKey"] == "kubernetes.io/hostname"
+    # Kueue admits the Job's two pods together, or neither
+    assert job["spec"]["suspend"] is True and job["spec"]["parallelism"] == 2
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "benchmarks"
+    resources = _container(job)["resources"]
+    assert resources["requests"] == {"cpu": "64", "memory": "512Gi"}
+    assert resources["limits"] == {
+        "cpu": "64",
+        "memory": "512Gi",
+        "nvidia.com/gpu": "8",
+    }  # Guaranteed
+    assert files["service-llm-2n-n2.yaml"]["spec"]["clusterIP"] == "None"
+    for name, manifest in files.items():
+        if name != "kustomization.yaml":
+            for version in SCHEMA_VERSIONS:
+                kubernetes_validate.validate(manifest, version, strict=True)

@@ -898,12 +898,16 @@ class KubernetesBackend:
         return OrchestratorError(f"kubernetes refused {kind} {name} ({why})")
 
     def leftovers(self, run_id: str | None = None) -> list[dict[str, str]]:
-        """mbctl's Jobs and Services in the namespace (of run ``run_id`` only, if given)."""
+        """mbctl's Jobs and Services in the namespace (of run ``run_id`` only, if given).
+
+        ``status`` is ``finished`` for a Job with a Complete or Failed condition, and for a
+        Service whose Job is finished or gone; else ``active``.
+        """
         core, batch = self._api()
         selector = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
         if run_id is not None:
             selector += f",{LABEL_RUN}={label_value(run_id)}"
-        found = []
+        found: list[dict[str, str]] = []
         for kind, lister in (
             ("Job", batch.list_namespaced_job),
             ("Service", core.list_namespaced_service),
@@ -916,15 +920,37 @@ class KubernetesBackend:
                 raise BackendUnavailable(
                     f"kubernetes: cannot list {kind}s in namespace {self.namespace!r} ({describe_error(exc)})"
                 ) from None
+            active = {f["name"] for f in found if f["kind"] == "Job" and f["status"] == "active"}
             for item in items:
                 labels = _dig(item, "metadata", "labels") or {}
-                found.append({"kind": kind, "name": _name(item), "run": labels.get(LABEL_RUN, "")})
+                if kind == "Job":
+                    done = any(
+                        c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                        for c in _dig(item, "status", "conditions") or []
+                    )
+                else:
+                    done = _name(item) not in active
+                found.append(
+                    {
+                        "kind": kind,
+                        "name": _name(item),
+                        "run": labels.get(LABEL_RUN, ""),
+                        "status": "finished" if done else "active",
+                    }
+                )
         return found
 
-    def clean(self, run_id: str | None = None, *, dry_run: bool = False) -> list[dict[str, str]]:
-        """Delete what ``leftovers`` finds (pods go with their Job); what was, or would be, deleted."""
+    def clean(
+        self, run_id: str | None = None, *, everything: bool = False, dry_run: bool = False
+    ) -> list[dict[str, str]]:
+        """Delete what ``leftovers`` finds (pods go with their Job): a run's objects, or without
+        ``run_id`` the finished ones (all with ``everything``); what was, or would be, deleted."""
         core, batch = self._api()
-        found = self.leftovers(run_id)
+        found = [
+            item
+            for item in self.leftovers(run_id)
+            if run_id is not None or everything or item["status"] == "finished"
+        ]
         if dry_run:
             return found
         deleters = {"Job": batch.delete_namespaced_job, "Service": core.delete_namespaced_service}
