@@ -746,6 +746,15 @@ def _list(kind: str) -> Callable[..., None]:
     return list_
 
 
+def _get_namespace(h: _Handler, query: dict[str, str], body: Any, name: str) -> None:
+    cluster = h.cluster
+    if name != cluster.namespace:
+        h.status(404, "NotFound", f'namespaces "{name}" not found')
+        return
+    labels = {f"pod-security.kubernetes.io/{m}": cluster.pod_security for m in ("enforce", "warn")}
+    h.json({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+
+
 def _get_node(h: _Handler, query: dict[str, str], body: Any, name: str) -> None:
     if h.cluster.forbid_nodes:
         h.status(403, "Forbidden", f'nodes "{name}" is forbidden: cannot get resource "nodes"')
@@ -774,6 +783,7 @@ ROUTES: list[tuple[str, str, Callable[..., None]]] = [
     ("GET", rf"/apis/batch/v1{_NS}/jobs", _list("Job")),
     ("GET", rf"/api/v1{_NS}/services", _list("Service")),
     ("GET", r"/api/v1/nodes", _list("Node")),
+    ("GET", r"/api/v1/namespaces/(?P<name>[^/]+)", _get_namespace),
     ("GET", r"/api/v1/nodes/(?P<name>[^/]+)", _get_node),
 ]
 

@@ -267,6 +267,35 @@ def test_a_pod_rejected_by_pod_security_fails_the_job_at_once_with_the_reason(
     assert "SYS_NICE" in ran.exit.reason
 
 
+def test_check_refuses_a_namespace_whose_pod_security_would_reject_the_vendor(
+    cluster: Cluster, api: FakeApiServer
+) -> None:
+    from kubernetes import client
+
+    from orchestrator.backends.kubernetes import KubernetesBackend
+    from orchestrator.errors import BackendUnavailable
+
+    def backend(vendor: str, **settings: Any) -> KubernetesBackend:
+        api_client = client.ApiClient(client.Configuration(host=api.url))
+        return KubernetesBackend(K8sSettings(**settings), api_client=api_client, vendor=vendor)
+
+    cluster.pod_security = "restricted"
+    backend("cuda").check()
+    backend("rocm").check()
+    with pytest.raises(
+        BackendUnavailable, match="enforces Pod Security 'restricted'; hpu pods need 'privileged'"
+    ) as caught:
+        backend("hpu").check()
+    assert (
+        caught.value.hint is not None
+        and "pod-security.kubernetes.io/enforce=privileged" in caught.value.hint
+    )
+    with pytest.raises(BackendUnavailable, match="cuda pods need 'privileged'"):
+        backend("cuda", ipc_lock=True).check()  # RDMA's IPC_LOCK on multi-node pods
+    cluster.pod_security = "privileged"
+    backend("hpu").check()
+
+
 def test_node_loss_mid_run_is_an_error_naming_the_node(
     cluster: Cluster, make_backend: Backend, ctx: RunContext
 ) -> None:

@@ -31,11 +31,14 @@ from orchestrator.backends.kubernetes.manifests import (
     JOB_NAME_LABEL,
     LABEL_RUN,
     MANAGED_BY,
+    PSS_LABEL,
+    PSS_LEVELS,
     QUEUE_LABEL,
     device_resource,
     job_manifest,
     job_name,
     label_value,
+    needed_security_level,
     needs_service,
     service_manifest,
 )
@@ -386,6 +389,28 @@ class KubernetesBackend:
             raise BackendUnavailable(
                 f"kubernetes: API server {host} unreachable ({describe_error(exc)})"
             ) from None
+        self._check_pod_security()
+
+    def _check_pod_security(self) -> None:
+        """Refuse to start when the namespace's Pod Security level would reject the vendor's
+        pods (every Job would fail with FailedCreate); unknown without the node-reader role."""
+        if self.vendor is None:
+            return
+        core, _ = self._api()
+        try:
+            namespace = self._call(core.read_namespace, self.namespace)
+        except self._errors():
+            return  # not allowed to read namespaces: FailedCreate still names the problem
+        labels = _dig(namespace, "metadata", "labels") or {}
+        enforced = labels.get(f"{PSS_LABEL}enforce", "privileged")
+        needed = needed_security_level(self.vendor, self.settings)
+        if enforced in PSS_LEVELS and PSS_LEVELS.index(enforced) < PSS_LEVELS.index(needed):
+            raise BackendUnavailable(
+                f"kubernetes: namespace {self.namespace!r} enforces Pod Security {enforced!r}; "
+                f"{self.vendor} pods need {needed!r}",
+                hint=f"kubectl label namespace {self.namespace} "
+                f"{PSS_LABEL}enforce={needed} --overwrite (or run in a namespace that allows it)",
+            )
 
     def submit(self, job: Job, ctx: RunContext) -> Handle:
         core, batch = self._api()

@@ -561,6 +561,16 @@ def render_bundle(
     return bundle
 
 
+def needed_security_level(vendor: str, settings: K8sSettings) -> str:
+    """The Pod Security level ``vendor``'s run pods need with ``settings``, on one node or several."""
+    probes = [
+        Job(id=f"probe.{tag}", bench="probe", tag=tag, definition="probe", vendor=vendor,
+            devices=("0",), plan=plan, nodes=nodes, max_duration=1, image="probe")
+        for tag, plan, nodes in (("D0", "per_gpu", 1), ("N2", "nodes", 2))
+    ]  # fmt: skip
+    return bundle_security_level(job_manifest(j, settings, run_id="probe") for j in probes)
+
+
 def bundle_security_level(jobs: Iterable[Manifest]) -> str:
     """The Pod Security level a namespace must allow for every Job of ``jobs`` to create pods."""
     levels = [pod_security_level(m["spec"]["template"]["spec"]) for m in jobs]
