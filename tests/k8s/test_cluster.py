@@ -157,8 +157,7 @@ def test_two_ranks_land_on_two_nodes_with_static_rendezvous_to_rank_zero(
     ]
     assert cluster.kueue.admitted == []  # released when the Job was deleted
     name = "llm-2n-n2-20250101-000000-k8s-test-abcd"
-    pods = [p for p in cluster.validated if p[0] == "Service"]
-    assert pods == [("Service", name)]
+    assert [v for v in cluster.validated if v[0] == "Service"] == [("Service", name)]
 
 
 def test_the_service_is_owned_by_its_job_and_goes_with_it(
@@ -224,6 +223,31 @@ def test_node_identity_without_the_node_reader_role_is_the_name_alone(
     assert ran.exit.status is Status.OK
     (record,) = ran.nodes
     assert record["node"]["name"] == "gpu-node-a" and "403" in record["node"]["error"]
+
+
+def test_system_from_an_amd_node_and_from_a_node_that_could_not_be_read() -> None:
+    from orchestrator.backends.kubernetes.nodes import describe_node, system_from_nodes
+
+    node = gpu_node("mi300x-1")
+    node["metadata"]["labels"] = {
+        "kubernetes.io/arch": "amd64",
+        "amd.com/gpu.product-name": "AMD_Instinct_MI300X_OAM",
+        "amd.com/gpu.driver-version": "6.8.5",
+        "amd.com/gpu.vram": "192G",
+        "unrelated.example/label": "dropped",
+    }
+    node["status"]["allocatable"] = {"cpu": "192", "memory": "1900Gi", "amd.com/gpu": "8"}
+    described = describe_node(node, "amd.com/gpu")
+    assert "unrelated.example/label" not in described["labels"]
+    system = system_from_nodes({"mi300x-1": described}, "rocm", {"torch": "2.5"})
+    assert system["accelerators"] == {
+        "vendor": "rocm", "count": 8, "model": "AMD_Instinct_MI300X_OAM", "memory_mib": None,
+        "driver": "6.8.5", "devices": [],
+    }  # fmt: skip
+    assert system["host"]["cpu_cores"] == 192 and system["host"]["memory_gb"] == 2040.1
+    assert system["software"] == {"torch": "2.5"}
+    unread = system_from_nodes({"n": {"name": "n", "error": "403 Forbidden"}}, "cuda", {})
+    assert unread["host"]["hostname"] == "n" and unread["accelerators"]["model"] is None
 
 
 def test_max_nodes_counts_ready_schedulable_nodes_with_the_vendors_devices(

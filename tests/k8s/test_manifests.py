@@ -484,6 +484,7 @@ def test_render_k8s_writes_one_file_per_object_and_a_kustomization(tmp_path: Pat
     assert job["metadata"]["namespace"] == "bench"
     assert _container(job)["image"] == "reg.local/mbctl/matmul:rocm"
     assert "&id" not in (out / "job-resnet50-d0.yaml").read_text()
+    assert "not admitted as a gang" in result.stderr  # two nodes, no queue_name
 
 
 def test_render_k8s_errors_are_one_line_with_exit_code_2(

@@ -19,21 +19,16 @@ NODE_LABEL_PREFIXES = (
 )  # fmt: skip
 #: Allocatable resources recorded besides the accelerators'.
 NODE_RESOURCES = ("cpu", "memory", "hugepages-2Mi", "hugepages-1Gi")
-#: Labels naming the accelerator model, by the operator or plugin that writes them.
+#: Labels naming the accelerator model: NVIDIA's GPU feature discovery, AMD's node labeller,
+#: Intel's GPU plugin NFD rules (Gaudi nodes carry no product label: only the prefix is kept).
 PRODUCT_LABELS = (
     "nvidia.com/gpu.product",
     "amd.com/gpu.product-name",
     "beta.amd.com/gpu.product-name",
-    "habana.ai/gaudi.type",
-    "gpu.intel.com/product",
+    "gpu.intel.com/family",
 )
 #: Labels naming the accelerator driver's version.
-DRIVER_LABELS = (
-    "nvidia.com/cuda.driver-version.full",
-    "amd.com/gpu.driver-version",
-    "habana.ai/driver.version",
-    "gpu.intel.com/driver-version",
-)
+DRIVER_LABELS = ("nvidia.com/cuda.driver-version.full", "amd.com/gpu.driver-version")
 _MEMORY = re.compile(r"^([0-9]+)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _FACTORS = {
     None: 1, "Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30, "Ti": 1 << 40,
