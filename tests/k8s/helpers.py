@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -25,6 +26,17 @@ def plan_for(vendor: str, *, devices: str = "2", nodes: int = 2) -> Plan:
     images = {b.name: f"registry.example/mbctl/{b.definition}@{DIGEST}" for b in suite.benchmarks}
     chosen = parse_devices(devices) if vendor != "cpu" else ()
     return make_plan(suite, vendor=vendor, devices=chosen, nodes=nodes, images=images)
+
+
+def preparation(plan: Plan) -> Plan:
+    """The prepare plan, as if every benchmark folder had a prepare.py."""
+    from orchestrator.workflow import preparation_plan
+
+    with tempfile.TemporaryDirectory() as root:
+        for job in plan.jobs:
+            (Path(root) / job.definition).mkdir(exist_ok=True)
+            (Path(root) / job.definition / "prepare.py").touch()
+        return preparation_plan(plan, Path(root))
 
 
 def job_of(plan: Plan, bench: str) -> Job:

@@ -110,7 +110,7 @@ def test_kueue_admits_the_suspended_job_and_its_clock_starts_when_it_runs(
     assert created["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "benchmarks"
     assert backend.wait(handle, timeout=0.1) is None
     assert backend.running_since(handle) is None
-    assert backend.queued_reason(handle) == "waiting for Kueue to admit it (queue benchmarks)"
+    assert handle.native.queued_reason == "waiting for Kueue to admit it (queue benchmarks)"
     lines = list(backend.stream(handle))
     result = backend.wait(handle, timeout=15)
     assert result is not None and result.status is Status.OK

@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from helpers import DIGEST, HERE, SUITE, VENDORS, job_of, plan_for
+from helpers import DIGEST, HERE, SUITE, VENDORS, job_of, plan_for, preparation
 from typer.testing import CliRunner
 
 from orchestrator.backends.base import Phase
@@ -28,8 +27,7 @@ from orchestrator.backends.kubernetes.manifests import (
 from orchestrator.backends.kubernetes.render import to_yaml
 from orchestrator.errors import ConfigError
 from orchestrator.images import image_refs
-from orchestrator.plan import Job, Plan
-from orchestrator.workflow import preparation_plan
+from orchestrator.plan import Job
 
 pytestmark = pytest.mark.k8s
 
@@ -76,17 +74,8 @@ def test_golden_bundle_per_vendor(vendor: str) -> None:
     _golden(f"{vendor}.yaml", to_yaml(render_bundle(plan_for(vendor), K8sSettings())))
 
 
-def _preparation(plan: Plan) -> Plan:
-    """The prepare plan, as if every benchmark folder had a prepare.py."""
-    with tempfile.TemporaryDirectory() as root:
-        for job in plan.jobs:
-            (Path(root) / job.definition).mkdir(exist_ok=True)
-            (Path(root) / job.definition / "prepare.py").touch()
-        return preparation_plan(plan, Path(root))
-
-
 def test_golden_prepare_bundle() -> None:
-    plan = _preparation(plan_for("cuda"))
+    plan = preparation(plan_for("cuda"))
     _golden("cuda-prepare.yaml", to_yaml(render_bundle(plan, K8sSettings(), Phase.PREPARE)))
 
 
@@ -131,7 +120,7 @@ def test_every_manifest_is_valid_for_the_api_schema(
     plan = plan_for(vendor)
     assert {j.plan.value for j in plan.jobs} == {"per_gpu", "njobs", "nodes"}
     if phase is Phase.PREPARE:
-        plan = _preparation(plan)
+        plan = preparation(plan)
     example = load_settings(EXAMPLES / "settings" / "example.yaml")
     for settings in (K8sSettings(), _settings_with_everything(), example):
         for name, manifest in render_bundle(plan, settings, phase).items():

@@ -84,13 +84,12 @@ def test_two_preparers_in_separate_pid_namespaces_build_one_dataset_once(tmp_pat
 
 
 def test_prepare_jobs_one_per_dataset_and_never_hold_accelerators() -> None:
-    from helpers import plan_for
-    from test_manifests import _preparation
+    from helpers import plan_for, preparation
 
     plan = plan_for("cuda")
     # two per-GPU copies of resnet50 share one dataset: one prepare Job for both
     assert [j.bench for j in plan.jobs].count("resnet50") == 2
-    prepared = _preparation(plan)
+    prepared = preparation(plan)
     assert sorted(j.bench for j in prepared.jobs) == ["dp-mlp", "llm-2n", "resnet50"]
     bundle = render_bundle(prepared, K8sSettings(), Phase.PREPARE)
     for manifest in (m for m in bundle.values() if m["kind"] == "Job"):

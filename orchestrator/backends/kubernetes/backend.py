@@ -64,6 +64,7 @@ IMAGE_PULL_ERRORS = frozenset(
     {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
 )
 CONFIG_ERRORS = frozenset({"CreateContainerConfigError"})
+
 _STAMP = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
 _ERRNO = re.compile(r"\[Errno [^\]]+\][^'\")]*")
 
@@ -445,11 +446,6 @@ class KubernetesBackend:
         """
         tracked: _Tracked = handle.native
         return tracked.running_at
-
-    def queued_reason(self, handle: Handle) -> str:
-        """Why a queued job does not run yet (admission, scheduling, image pull)."""
-        tracked: _Tracked = handle.native
-        return tracked.queued_reason
 
     def stream(self, handle: Handle) -> Iterator[str]:
         tracked: _Tracked = handle.native
