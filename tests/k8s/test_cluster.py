@@ -95,6 +95,7 @@ def test_a_job_still_pending_past_the_queue_budget_is_queued_not_failed(
     assert state.reason.startswith("still queued after 0.3s: FailedScheduling: 0/3 nodes")
     exit_event = [json.loads(x) for x in run.events_path(job.id).read_text().splitlines()][-1]
     assert exit_event["status"] == "queued"
+    assert run.completed_job_ids() == set()  # --resume runs it again
     assert ("Job", "resnet50-d0-k8s-run", "Background") in cluster.deleted
 
 
