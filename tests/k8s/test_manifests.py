@@ -622,3 +622,16 @@ def test_render_two_nodes_with_a_queue_gives_static_rendezvous_anti_affinity_and
         if name != "kustomization.yaml":
             for version in SCHEMA_VERSIONS:
                 kubernetes_validate.validate(manifest, version, strict=True)
+
+
+@pytest.mark.parametrize("minor", range(28, 38))
+def test_every_kubernetes_version_from_1_28_to_1_37_accepts_a_full_bundle(minor: int) -> None:
+    import kubernetes_validate
+
+    # the two ends are checked for every vendor above; the versions between, for one bundle
+    # with every optional field set (Kueue, Guaranteed, RDMA, host IPC, anti-affinity)
+    for phase in Phase:
+        for manifest in render_bundle(
+            plan_for("cuda"), _settings_with_everything(), phase
+        ).values():
+            kubernetes_validate.validate(manifest, f"1.{minor}", strict=True)
