@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +48,6 @@ class Ran:
 
     lines: list[str]
     exit: Exit
-    seconds: float
     nodes: list[dict[str, Any]]
 
 
@@ -62,7 +60,6 @@ def drive(
     cancel_after: float | None = None,
 ) -> Ran:
     """Submit, read the stream in a thread and wait (cancelling first if asked), as the runner does."""
-    started = time.monotonic()
     handle = backend.submit(job, ctx)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(backend.stream(handle)), daemon=True)
@@ -77,4 +74,4 @@ def drive(
     assert not reader.is_alive(), "the log stream did not end"
     nodes = [json.loads(line) for line in lines if '"kind": "node"' in line]
     output = [line for line in lines if '"kind": "node"' not in line]
-    return Ran(output, result, time.monotonic() - started, nodes)
+    return Ran(output, result, nodes)

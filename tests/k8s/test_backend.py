@@ -42,7 +42,6 @@ def test_success_streams_every_line_records_the_image_and_deletes_the_job(
     assert _deletes(cluster) == [("Job", name, "Background")]
     created = [path for method, path in cluster.requests if method == "POST"]
     assert created == ["/apis/batch/v1/namespaces/mbctl/jobs"]
-    assert ran.seconds < 5
 
 
 def test_a_dropped_log_stream_resumes_without_repeating_or_losing_a_line(
