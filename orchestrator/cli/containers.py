@@ -28,7 +28,7 @@ def clean(
     kubeconfig: KubeconfigOpt = None,
     k8s_config: K8sConfigOpt = None,
 ) -> None:
-    """Remove containers of mbctl runs: by default the stopped ones a crashed run left."""
+    """Remove containers (or Kubernetes Jobs) of mbctl runs: by default the stopped ones a crashed run left."""
     from rich.table import Table
 
     if backend == "kubernetes":
