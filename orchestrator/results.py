@@ -25,7 +25,9 @@ META_FILE: Final = "meta.json"
 SUMMARY_FILE: Final = "summary.json"
 EVENTS_SUFFIX: Final = ".jsonl"
 LOG_SUFFIX: Final = ".log"
-EXIT_STATUSES: Final = frozenset({"ok", "failed", "timeout", "cancelled", "oom", "error"})
+EXIT_STATUSES: Final = frozenset({"ok", "failed", "timeout", "cancelled", "oom", "error", "queued"})
+#: Exit statuses of jobs that never ran to an end: ``run --resume`` runs them again.
+UNFINISHED: Final = frozenset({"cancelled", "queued"})
 
 _SLUG_RE: Final = re.compile(r"[^a-z0-9]+")
 _TAIL_BYTES: Final = 64 * 1024
@@ -181,14 +183,14 @@ class RunDir:
         return JobRecorder(self, job)
 
     def completed_job_ids(self) -> set[str]:
-        """Jobs whose events end with an ``exit`` event whose status is not ``cancelled``."""
+        """Jobs whose events end with an ``exit`` event whose status is not ``UNFINISHED``."""
         done = set()
         for job_id in self.job_ids():
             try:
                 last = _last_event(self.events_path(job_id))
             except OSError as exc:
                 raise ResultsError(f"cannot read {self.events_path(job_id)}: {exc}") from exc
-            if last and last.get("event") == "exit" and last.get("status") != "cancelled":
+            if last and last.get("event") == "exit" and last.get("status") not in UNFINISHED:
                 done.add(job_id)
         return done
 

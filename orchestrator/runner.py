@@ -154,6 +154,8 @@ class _Supervisor:
         done = self.backend.wait(self.handle, timeout=0 if reading else TICK)
         if done is not None:
             return done
+        if not self._running():
+            return None
         if self.state.elapsed > self.state.job.max_duration:
             self.backend.cancel(self.handle)
             final = self.backend.wait(self.handle, timeout=None)
@@ -164,6 +166,21 @@ class _Supervisor:
                 final.image if final else None,
             )
         return None
+
+    def _running(self) -> bool:
+        """Whether the job runs; a backend that queues jobs (``running_since``) starts its clock
+        only when it does, and enforces the queue's own budget itself."""
+        since = getattr(self.backend, "running_since", None)
+        if since is None:
+            return True
+        started: float | None = since(self.handle)
+        status = "queued" if started is None else "running"
+        if status != self.state.status:
+            self.state.status = status
+            if started is not None:
+                self.state.started = started
+            self.progress.update(self.state)
+        return started is not None
 
     def cancel(self) -> Exit:
         if self.handle is None:  # interrupted inside submit: nothing of ours is running

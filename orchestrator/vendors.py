@@ -32,10 +32,12 @@ class VendorSpec:
     base_image: str = field(metadata={"doc": "default base image; sites override it in config"})
     visible_devices_env: tuple[str, ...] = ()
     k8s_resource: str | None = None
-    k8s_extra_resources: dict[str, str] = field(default_factory=dict)
+    k8s_per_device: dict[str, str] = field(
+        default_factory=lambda: {"cpu": "8", "memory": "64Gi"},
+        metadata={"doc": "pod requests per device (jobs without devices count one)"},
+    )
     k8s_run_as_non_root: bool = True
     k8s_capabilities: tuple[str, ...] = ()
-    k8s_host_ipc: bool = False
     k8s_seccomp: str | None = "RuntimeDefault"
     telemetry: str = "none"
     torch_index: str | None = None
@@ -59,6 +61,7 @@ VENDORS: dict[Vendor, VendorSpec] = {
         title="CPU only (development, CI)",
         base_image="python:3.11-slim-bookworm",
         torch_index="https://download.pytorch.org/whl/cpu",
+        k8s_per_device={"cpu": "4", "memory": "16Gi"},
         # the vendors' images ship their framework; a slim Python image gets the CPU build of torch
         image_packages=("torch", "numpy"),
     ),
@@ -81,7 +84,8 @@ VENDORS: dict[Vendor, VendorSpec] = {
         # not an isolation boundary: only the devices mounted into the container are a boundary
         visible_devices_env=("HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"),
         k8s_resource="amd.com/gpu",
-        k8s_seccomp="Unconfined",  # as its Docker exposure (security_opt seccomp=unconfined)
+        # the device plugin mounts /dev/kfd and the render nodes; RuntimeDefault allows their
+        # ioctls (Docker's seccomp=unconfined is for profilers), so ROCm pods stay "restricted"
         telemetry="amdsmi",
     ),
     Vendor.HPU: VendorSpec(
@@ -90,12 +94,12 @@ VENDORS: dict[Vendor, VendorSpec] = {
         base_image="vault.habana.ai/gaudi-docker/1.18.0/ubuntu22.04/habanalabs/pytorch-installer-2.4.0:latest",
         visible_devices_env=("HABANA_VISIBLE_MODULES",),
         k8s_resource="habana.ai/gaudi",
-        # the API refuses hugepages without a cpu or memory limit in the same container
-        k8s_extra_resources={"hugepages-2Mi": "4Gi", "memory": "64Gi"},
-        # Habana's runtime pins threads (SYS_NICE) and shares memory across processes (host IPC)
+        # the runtime maps its DMA buffers from 2 MiB huge pages (sized per card)
+        k8s_per_device={"cpu": "8", "memory": "64Gi", "hugepages-2Mi": "2Gi"},
+        # Habana's runtime pins threads (SYS_NICE: Pod Security "privileged"); the processes of
+        # one pod share its IPC namespace, so host IPC is a site setting, not a default
         k8s_run_as_non_root=False,
         k8s_capabilities=("SYS_NICE",),
-        k8s_host_ipc=True,
         k8s_seccomp=None,  # the cluster's default, as in Habana's own examples
         telemetry="hl-smi CSV",
     ),

@@ -44,6 +44,8 @@ class Request:
     kubeconfig: str | None = None
     k8s_config: Path | None = None
     keep: bool = False
+    # nodes a multi-node ({nodes: N}) benchmark may span; None: what the backend can place
+    nodes: int | None = None
 
 
 @dataclass
@@ -119,7 +121,9 @@ def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
     suite = load_suite(req)
     target = resolve_target(req.vendor, req.devices)
     backend_name, notes = choose_backend(req.backend)
-    plan = make_plan(suite, vendor=target.vendor, devices=target.devices)
+    # without --nodes the backend's own count is known only once it runs (see fit_nodes)
+    nodes = req.nodes or 1
+    plan = make_plan(suite, vendor=target.vendor, devices=target.devices, nodes=nodes)
     if backend_name != "local":
         planned = {job.bench for job in plan.jobs}
         try:
@@ -129,7 +133,9 @@ def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
                 raise
             backend_name, notes = "local", [f"backend: local (docker engine reachable, but {exc})"]
         else:
-            plan = make_plan(suite, vendor=target.vendor, devices=target.devices, images=refs)
+            plan = make_plan(
+                suite, vendor=target.vendor, devices=target.devices, nodes=nodes, images=refs
+            )
     if backend_name == "docker":
         notes += _leftover_notes(req)
     if phase is Phase.PREPARE:
@@ -177,7 +183,7 @@ def _leftover_notes(req: Request) -> list[str]:
     ]
 
 
-def make_backend(name: str, req: Request) -> Backend:
+def make_backend(name: str, req: Request, *, vendor: str | None = None) -> Backend:
     """Instantiate and check the backend with the request's backend-specific settings."""
     cls = backend_class(name)
     backend: Backend
@@ -187,7 +193,7 @@ def make_backend(name: str, req: Request) -> Backend:
         from orchestrator.backends.kubernetes import load_settings
 
         settings = load_settings(req.k8s_config, namespace=req.namespace)
-        backend = cls(settings, kubeconfig=req.kubeconfig, keep=req.keep)
+        backend = cls(settings, kubeconfig=req.kubeconfig, keep=req.keep, vendor=vendor)
     else:
         backend = cls()
     backend.check()
@@ -204,7 +210,7 @@ def run(
     req: Request, prepared: Prepared, *, phase: Phase = Phase.RUN, progress: Progress | None = None
 ) -> RunResult:
     """Execute a prepared plan into a new run folder (or the ``--resume`` one)."""
-    backend = make_backend(prepared.backend_name, req)
+    backend = make_backend(prepared.backend_name, req, vendor=prepared.target.vendor.value)
     data_dir = (req.data_dir or default_data_dir()).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     plan = prepared.plan
@@ -238,7 +244,26 @@ def run(
         software = {**rundir.meta().get("system", {}).get("software", {}), **outcome.versions}
         system = {**rundir.meta().get("system", {}), "software": software}
         rundir.update_meta(system=system)
+    _record_nodes(backend, rundir, prepared.target.vendor.value)
     return RunResult(rundir, outcome)
+
+
+def _record_nodes(backend: Backend, rundir: RunDir, vendor: str) -> None:
+    """On a cluster, meta.json describes the nodes that ran (``nodes``, and ``system`` from the
+    first of them); what the controller is, is kept under ``controller``."""
+    described = getattr(backend, "nodes", None)
+    nodes = described() if described is not None else {}
+    if not nodes:
+        return
+    from orchestrator.backends.kubernetes.nodes import system_from_nodes
+
+    meta = rundir.meta()
+    nodes = {**meta.get("nodes", {}), **nodes}  # a resumed run adds to what ran before
+    controller = meta.get("controller") or meta.get("system", {})
+    software = meta.get("system", {}).get("software", {})
+    rundir.update_meta(
+        nodes=nodes, controller=controller, system=system_from_nodes(nodes, vendor, software)
+    )
 
 
 def preparation_plan(plan: Plan, benchmarks_root: Path) -> Plan:

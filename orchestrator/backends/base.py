@@ -30,6 +30,8 @@ class Status(StrEnum):
     CANCELLED = "cancelled"
     OOM = "oom"
     ERROR = "error"
+    #: never ran: still waiting for admission, a node or its image when the queue budget ran out
+    QUEUED = "queued"
 
 
 @dataclass(frozen=True)

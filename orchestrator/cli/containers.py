@@ -1,4 +1,4 @@
-"""``mbctl clean``: remove the containers mbctl left behind (labelled ``mbctl.run``), and nothing else."""
+"""``mbctl clean``: remove the containers (or Kubernetes Jobs) mbctl left behind, labelled ``mbctl.run``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from orchestrator.cli.console import out
+from orchestrator.cli.options import K8sConfigOpt, KubeconfigOpt, NamespaceOpt
 
 
 def clean(
@@ -20,9 +21,28 @@ def clean(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List what would be removed; remove nothing.")
     ] = False,
+    backend: Annotated[
+        str, typer.Option("--backend", help="docker, or kubernetes (Jobs and Services).")
+    ] = "docker",
+    namespace: NamespaceOpt = None,
+    kubeconfig: KubeconfigOpt = None,
+    k8s_config: K8sConfigOpt = None,
 ) -> None:
-    """Remove containers of mbctl runs: by default the stopped ones a crashed run left."""
+    """Remove containers (or Kubernetes Jobs) of mbctl runs: by default the stopped ones a crashed run left."""
     from rich.table import Table
+
+    if backend == "kubernetes":
+        from orchestrator.cli.k8s import clean_kubernetes
+
+        clean_kubernetes(run, everything=everything, dry_run=dry_run, namespace=namespace,
+                         kubeconfig=kubeconfig, k8s_config=k8s_config)  # fmt: skip
+        return
+    if backend != "docker":
+        from orchestrator.errors import ConfigError
+
+        raise ConfigError(
+            f"--backend {backend}: nothing to clean there", hint="docker or kubernetes"
+        )
 
     from orchestrator.backends import docker
 

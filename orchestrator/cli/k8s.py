@@ -1,4 +1,4 @@
-"""``mbctl render k8s``: a suite's Kubernetes manifests (Jobs, Services, PVC, RBAC) for ``kubectl apply -k``."""
+"""``mbctl render k8s`` (a suite's manifests for ``kubectl apply -k``) and ``clean --backend kubernetes``."""
 
 from __future__ import annotations
 
@@ -61,6 +61,7 @@ def render_k8s(
     from orchestrator import config, workflow
     from orchestrator.backends.base import Phase
     from orchestrator.backends.kubernetes import load_settings
+    from orchestrator.backends.kubernetes.manifests import bundle_security_level, render_bundle
     from orchestrator.backends.kubernetes.render import write_manifests
     from orchestrator.errors import ConfigError
     from orchestrator.images import image_refs
@@ -96,10 +97,49 @@ def render_k8s(
     written = write_manifests(plan, settings, output, run_phase)
     for s in plan.skipped:
         err.print(f"[yellow]skipped[/] {s.bench}: {s.reason}")
-    out.print(
-        f"wrote {len(written)} files to {output} ({len(plan.jobs)} jobs, namespace {settings.namespace})"
+    level = bundle_security_level(
+        [m for m in render_bundle(plan, settings, run_phase).values() if m["kind"] == "Job"]
     )
+    out.print(
+        f"wrote {len(written)} files to {output} ({len(plan.jobs)} jobs, namespace "
+        f"{settings.namespace}, Pod Security {level})"
+    )
+    if plan.nodes > 1 and any(j.nodes > 1 for j in plan.jobs) and not settings.queue_name:
+        err.print(
+            "[yellow]note[/] multi-node Jobs without queue_name (Kueue) are not admitted as a "
+            "gang: ranks may hold GPUs while waiting for each other"
+        )
     out.print(f"apply with: kubectl apply -k {output}", markup=False)
+
+
+def clean_kubernetes(
+    run: str | None,
+    *,
+    everything: bool,
+    dry_run: bool,
+    namespace: str | None,
+    kubeconfig: str | None,
+    k8s_config: Path | None,
+) -> None:
+    """``mbctl clean --backend kubernetes``: delete the Jobs and Services runs left, by run label."""
+    from rich.table import Table
+
+    from orchestrator.backends.kubernetes import KubernetesBackend, load_settings
+
+    backend = KubernetesBackend(load_settings(k8s_config, namespace=namespace), kubeconfig)
+    found = backend.clean(run, everything=everything, dry_run=dry_run)
+    where = f"namespace {backend.namespace}"
+    if not found:
+        out.print(f"no object of run {run} in {where}" if run else f"nothing to clean in {where}")
+        return
+    table = Table(box=None, pad_edge=False)
+    for col in ("kind", "name", "run", "status"):
+        table.add_column(col)
+    for item in found:
+        table.add_row(item["kind"], item["name"], item["run"] or "-", item["status"])
+    out.print(table)
+    verb = "would delete" if dry_run else "deleted"
+    out.print(f"{verb} {len(found)} object(s) in {where}")
 
 
 def register(app: typer.Typer) -> None:

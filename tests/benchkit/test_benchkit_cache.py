@@ -42,7 +42,8 @@ def test_materialise_builds_once_then_reuses(data_root: Path) -> None:
     assert len(calls) == 1 and calls[0] != first  # generated into a temporary folder
     assert (first / "payload.txt").read_text() == "data"
     assert json.loads((first / cache.MARKER).read_text()) == SPEC
-    assert [p.name for p in data_root.iterdir()] == [first.name]  # no temporary folder left
+    # no temporary folder left; the lock file stays (removing it would race a waiting preparer)
+    assert sorted(p.name for p in data_root.iterdir()) == [first.name, f"{first.name}.lock"]
     assert require_dataset(SPEC) == first and is_prepared(SPEC)
 
 
@@ -68,7 +69,7 @@ def test_interrupted_build_leaves_no_marker_and_is_redone(data_root: Path) -> No
     calls: list[Path] = []
     path = materialise(SPEC, counting_generator(calls))
     assert len(calls) == 1 and not (path / "half.txt").exists()
-    assert [p.name for p in data_root.iterdir()] == [path.name]  # the stale temp folder is gone
+    assert sorted(p.name for p in data_root.iterdir()) == [path.name, f"{path.name}.lock"]
 
 
 def test_folder_without_marker_is_rebuilt() -> None:

@@ -1,10 +1,16 @@
 """An in-process fake Kubernetes API server: the endpoints the backend calls, with scripted pods.
 
-Not a cluster: no scheduler, no kubelet. A *scenario* (a function run in a thread when a Job
-is created) plays their part by creating pods, changing their status, appending log lines and
-setting the Job's conditions. The HTTP side speaks what the official client expects: JSON
-objects and Status errors, chunked watch streams and followed logs (with ``sinceSeconds`` and
-``timestamps``), and connections that can be cut mid-line on purpose.
+Not a cluster, but it enforces what matters: every created object is validated against the
+official schema (kubernetes-validate, strict); pods are admitted by the namespace's Pod Security
+level (a rejected pod is a FailedCreate event on its Job, as the job controller reports it);
+a suspended Job gets no pod until a fake Kueue admits it whole (gang: all its pods fit, or it
+waits); Indexed Jobs get one pod per index with its hostname; scheduling places a pod on a node
+and honours required anti-affinity on the hostname; Services owned by a Job are collected with
+it. A *scenario* (a function run in a thread once a Job may have pods) plays the kubelet: it
+creates pods, changes their status, appends log lines, sets the Job's conditions, loses a node.
+The HTTP side speaks what the official client expects: JSON objects and Status errors, chunked
+watch streams and followed logs (with ``sinceSeconds`` and ``timestamps``), and connections
+that can be cut mid-line on purpose.
 """
 
 from __future__ import annotations
@@ -22,8 +28,121 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 INDEX = "batch.kubernetes.io/job-completion-index"
+QUEUE = "kueue.x-k8s.io/queue-name"
+PSS_LEVELS = ("restricted", "baseline", "privileged")
+#: What Pod Security "baseline" lets a container add; "restricted" only NET_BIND_SERVICE.
+BASELINE_CAPS = {
+    "AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+    "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT",
+}  # fmt: skip
+RESTRICTED_VOLUMES = {
+    "configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+    "projected", "secret",
+}  # fmt: skip
 
 Scenario = Callable[["Cluster", dict[str, Any]], None]
+
+
+def pod_security_violations(pod: dict[str, Any], level: str) -> list[str]:
+    """Why ``pod`` (a pod spec) breaks Pod Security ``level``, worded like the admission plugin;
+    written from the Pod Security Standards page, apart from mbctl's own level function."""
+    if level == "privileged":
+        return []
+    found: list[str] = []
+    host = [k for k in ("hostNetwork", "hostPID", "hostIPC") if pod.get(k)]
+    if host:
+        found.append(f"host namespaces ({', '.join(f'{k}=true' for k in host)})")
+    volumes = pod.get("volumes") or []
+    if any("hostPath" in v for v in volumes):
+        found.append("hostPath volumes")
+    pod_ctx = pod.get("securityContext") or {}
+    containers = pod.get("containers") or []
+    for c in containers:
+        ctx = c.get("securityContext") or {}
+        name = c.get("name")
+        if ctx.get("privileged"):
+            found.append(f'privileged (container "{name}" must not set privileged=true)')
+        added = set((ctx.get("capabilities") or {}).get("add") or [])
+        if added - BASELINE_CAPS:
+            found.append(
+                f'non-default capabilities (container "{name}" must not include '
+                f"{', '.join(sorted(added - BASELINE_CAPS))} in securityContext.capabilities.add)"
+            )
+        if any(p.get("hostPort") for p in c.get("ports") or []):
+            found.append("hostPort")
+        seccomp = (ctx.get("seccompProfile") or pod_ctx.get("seccompProfile") or {}).get("type")
+        if seccomp == "Unconfined":
+            found.append("seccompProfile (type Unconfined)")
+    if level == "baseline":
+        return found
+    if any(not set(v) - {"name"} <= RESTRICTED_VOLUMES for v in volumes):
+        found.append("restricted volume types")
+    for c in containers:
+        ctx = c.get("securityContext") or {}
+        name = c.get("name")
+        if ctx.get("allowPrivilegeEscalation") is not False:
+            found.append(f'allowPrivilegeEscalation != false (container "{name}")')
+        caps = ctx.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
+            found.append(f'unrestricted capabilities (container "{name}" must drop ALL)')
+        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+            found.append(
+                f'unrestricted capabilities (container "{name}" adds more than NET_BIND_SERVICE)'
+            )
+        if ctx.get("runAsNonRoot", pod_ctx.get("runAsNonRoot")) is not True:
+            found.append(f'runAsNonRoot != true (container "{name}")')
+        if ctx.get("runAsUser", pod_ctx.get("runAsUser")) == 0:
+            found.append(f'runAsUser=0 (container "{name}")')
+        seccomp = (ctx.get("seccompProfile") or pod_ctx.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            found.append(
+                f'seccompProfile (container "{name}" must set RuntimeDefault or Localhost)'
+            )
+    return found
+
+
+def gpu_node(name: str, *, gpus: int = 8, product: str = "NVIDIA-H100-80GB-HBM3") -> dict[str, Any]:
+    """A Ready node as the NVIDIA GPU operator labels it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/arch": "amd64",
+                "node.kubernetes.io/instance-type": "gpu-8x",
+                "nvidia.com/gpu.product": product,
+                "nvidia.com/gpu.count": str(gpus),
+                "nvidia.com/gpu.memory": "81559",
+                "nvidia.com/cuda.driver-version.full": "550.90.07",
+                "topology.kubernetes.io/zone": "zone-a",
+            },
+        },
+        "spec": {},
+        "status": {
+            "allocatable": {"cpu": "190", "memory": "2063000000Ki", "nvidia.com/gpu": str(gpus)},
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "nodeInfo": {
+                "kernelVersion": "5.15.0-1063-nvidia",
+                "osImage": "Ubuntu 22.04.4 LTS",
+                "containerRuntimeVersion": "containerd://1.7.20",
+                "kubeletVersion": "v1.31.0",
+            },
+        },
+    }
+
+
+@dataclass
+class Kueue:
+    """Admits suspended Jobs of a queue whole: when all their pods fit in ``nodes`` free nodes
+    (one pod per node), after ``delay`` seconds; until then they stay suspended."""
+
+    nodes: int = 2
+    delay: float = 0.05
+    queues: frozenset[str] = frozenset({"benchmarks"})
+    used: int = 0
+    admitted: list[str] = field(default_factory=list)
 
 
 def rfc3339(ns: int) -> str:
@@ -43,6 +162,15 @@ class Cluster:
     """The fake's state. Scenarios change it through the helpers; every change wakes the streams."""
 
     namespace: str = "mbctl"
+    #: the Kubernetes version whose schema every created object must satisfy
+    version: str = "1.31"
+    #: the namespace's pod-security.kubernetes.io/enforce level
+    pod_security: str = "privileged"
+    kueue: Kueue | None = None
+    nodes: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {n: gpu_node(n) for n in ("gpu-node-a", "gpu-node-b")}
+    )
+    lost: set[str] = field(default_factory=set)
     pvcs: set[str] = field(default_factory=lambda: {"mbctl-data"})
     scenarios: dict[str, Scenario] = field(default_factory=dict)
     cond: threading.Condition = field(default_factory=threading.Condition)
@@ -55,8 +183,11 @@ class Cluster:
     pod_changes: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
     log_cuts: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     requests: list[tuple[str, str]] = field(default_factory=list)
+    validated: list[tuple[str, str]] = field(default_factory=list)
     deleted: list[tuple[str, str, str | None]] = field(default_factory=list)
     closed: bool = False
+    #: answer 403 to node reads, as without the node-reader ClusterRole
+    forbid_nodes: bool = False
 
     # --- what scenarios call ---------------------------------------------------------------
 
@@ -68,11 +199,31 @@ class Cluster:
             return job not in self.jobs or self.closed
 
     def add_pod(self, job: dict[str, Any], index: int | None = None) -> str:
-        name = (
-            f"{job['metadata']['name']}-{index if index is not None else 0}-{uuid.uuid4().hex[:5]}"
-        )
-        template = job["spec"]["template"]
+        """The job controller's part: a pod of ``job`` (Indexed Jobs: one per index, named and
+        hosted as ``<job>-<index>``). Refused while the Job is suspended."""
+        spec = job["spec"]
+        job_name = job["metadata"]["name"]
+        with self.cond:
+            current = self.jobs.get(job_name, job)
+            assert not current["spec"].get("suspend"), f"{job_name} is suspended: no pod may start"
+        indexed = spec.get("completionMode") == "Indexed"
+        assert indexed == (index is not None), "an index is given exactly to Indexed Jobs' pods"
+        if indexed:
+            assert index is not None and 0 <= index < spec["completions"]
+        name = f"{job_name}-{index if index is not None else 0}-{uuid.uuid4().hex[:5]}"
+        template = spec["template"]
         container = template["spec"]["containers"][0]
+        labels = {**template["metadata"]["labels"], "job-name": job_name}
+        pod_spec: dict[str, Any] = {
+            "containers": [{"name": container["name"], "image": container["image"]}],
+            "affinity": template["spec"].get("affinity"),
+        }
+        if indexed:
+            labels[INDEX] = str(index)
+            pod_spec |= {
+                "hostname": f"{job_name}-{index}",
+                "subdomain": template["spec"]["subdomain"],
+            }
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -81,10 +232,10 @@ class Cluster:
                 "namespace": self.namespace,
                 "uid": str(uuid.uuid4()),
                 "creationTimestamp": _now(),
-                "labels": {**template["metadata"]["labels"], "job-name": job["metadata"]["name"]},
+                "labels": labels,
                 "annotations": {INDEX: str(index)} if index is not None else {},
             },
-            "spec": {"containers": [{"name": container["name"], "image": container["image"]}]},
+            "spec": pod_spec,
             "status": {"phase": "Pending", "conditions": []},
         }
         with self.cond:
@@ -113,6 +264,17 @@ class Cluster:
                 status["phase"] = phase
             if reason:
                 status["reason"] = reason
+            if scheduled is True and not pod["spec"].get("nodeName"):
+                node = self._place(pod)
+                if node is None:
+                    scheduled = (
+                        "Unschedulable",
+                        f"0/{len(self.nodes)} nodes are available: "
+                        f"{len(self.nodes)} node(s) didn't match pod anti-affinity rules.",
+                    )
+                    state = None
+                else:
+                    pod["spec"]["nodeName"] = node
             if scheduled is True:
                 status["conditions"] = [{"type": "PodScheduled", "status": "True"}]
             elif isinstance(scheduled, tuple):
@@ -133,6 +295,48 @@ class Cluster:
                     }
                 ]
             self._changed("MODIFIED", pod)
+
+    def scheduled(self, name: str) -> bool:
+        with self.cond:
+            return bool(self.pods.get(name, {}).get("spec", {}).get("nodeName"))
+
+    def _place(self, pod: dict[str, Any]) -> str | None:
+        """The scheduler's part: the first node not ruled out by required anti-affinity."""
+        rules = (((pod["spec"].get("affinity") or {}).get("podAntiAffinity") or {})
+                 .get("requiredDuringSchedulingIgnoredDuringExecution") or [])  # fmt: skip
+        taken: set[str] = set()
+        for rule in rules:
+            assert rule["topologyKey"] == "kubernetes.io/hostname"
+            wanted = rule["labelSelector"]["matchLabels"]
+            taken |= {
+                str(p["spec"].get("nodeName"))
+                for p in self.pods.values()
+                if p is not pod
+                and all(p["metadata"]["labels"].get(k) == v for k, v in wanted.items())
+            }
+        free = [n for n in self.nodes if n not in taken and n not in self.lost]
+        return free[0] if free else None
+
+    def lose_node(self, node: str) -> None:
+        """The node stops answering: its pods are marked for eviction (DisruptionTarget) and
+        failed, their logs cannot be read any more, the Job fails."""
+        with self.cond:
+            self.lost.add(node)
+            for pod in self.pods.values():
+                if pod["spec"].get("nodeName") != node:
+                    continue
+                pod["status"]["phase"] = "Failed"
+                pod["status"]["conditions"] = [
+                    *pod["status"].get("conditions", []),
+                    {
+                        "type": "DisruptionTarget",
+                        "status": "True",
+                        "reason": "DeletionByTaintManager",
+                        "message": "Taint manager: deleting due to NoExecute taint",
+                    },
+                ]
+                self._changed("MODIFIED", pod)
+            self.cond.notify_all()
 
     def log(self, pod: str, *texts: str, ts: int | None = None) -> None:
         """Append lines to a pod's log; ``ts`` stamps them all alike (lines that share a timestamp)."""
@@ -181,15 +385,26 @@ class Cluster:
 
     def container_done(self, pod: str) -> bool:
         found = self.pods.get(pod)
-        if found is None:
+        if found is None or found["spec"].get("nodeName") in self.lost:
             return True
         statuses = found["status"].get("containerStatuses") or [{}]
         return "terminated" in (statuses[0].get("state") or {})
 
     def delete_job(self, name: str) -> bool:
         with self.cond:
-            if self.jobs.pop(name, None) is None:
+            job = self.jobs.pop(name, None)
+            if job is None:
                 return False
+            # the garbage collector: what the Job owns goes with it
+            uid = job["metadata"]["uid"]
+            for service in [
+                s for s in self.services.values()
+                if any(o.get("uid") == uid for o in s["metadata"].get("ownerReferences") or [])
+            ]:  # fmt: skip
+                del self.services[service["metadata"]["name"]]
+            if self.kueue is not None and name in self.kueue.admitted:
+                self.kueue.admitted.remove(name)
+                self.kueue.used -= int(job["spec"].get("parallelism") or 1)
             for pod in [
                 p for p in self.pods.values() if p["metadata"]["labels"].get("job-name") == name
             ]:
@@ -306,10 +521,20 @@ def _get_pvc(h: _Handler, query: dict[str, str], body: Any, ns: str, name: str) 
 
 def _create(kind: str) -> Callable[..., None]:
     def create(h: _Handler, query: dict[str, str], body: Any, ns: str) -> None:
+        import kubernetes_validate
+
         cluster = h.cluster
         store = cluster.jobs if kind == "Job" else cluster.services
         name = body["metadata"]["name"]
+        try:
+            kubernetes_validate.validate(body, cluster.version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            h.status(
+                422, "Invalid", f'{kind} "{name}" is invalid: {exc.message} at {list(exc.path)}'
+            )
+            return
         with cluster.cond:
+            cluster.validated.append((kind, name))
             if name in store:
                 h.status(409, "AlreadyExists", f'{kind.lower()}s "{name}" already exists')
                 return
@@ -323,11 +548,45 @@ def _create(kind: str) -> Callable[..., None]:
             store[name] = obj
         h.json(obj, 201)
         if kind == "Job":
-            scenario = cluster.scenarios.get(body["metadata"]["labels"]["mbctl.job"])
-            if scenario is not None:
-                threading.Thread(target=scenario, args=(cluster, obj), daemon=True).start()
+            threading.Thread(target=_job_controller, args=(cluster, obj), daemon=True).start()
 
     return create
+
+
+def _job_controller(cluster: Cluster, job: dict[str, Any]) -> None:
+    """Wait for admission of a suspended Job, refuse pods Pod Security forbids, run the scenario."""
+    name = job["metadata"]["name"]
+    queue = job["metadata"]["labels"].get(QUEUE)
+    if job["spec"].get("suspend"):
+        kueue = cluster.kueue
+        if kueue is None or queue not in kueue.queues:
+            return  # nothing will ever admit it
+        need = int(job["spec"].get("parallelism") or 1)
+        time.sleep(kueue.delay)
+        while True:
+            with cluster.cond:
+                if name not in cluster.jobs or cluster.closed:
+                    return
+                if kueue.used + need <= kueue.nodes:  # all of the gang, or none of it
+                    kueue.used += need
+                    kueue.admitted.append(name)
+                    cluster.jobs[name]["spec"]["suspend"] = False
+                    break
+                cluster.cond.wait(timeout=0.05)
+    violations = pod_security_violations(job["spec"]["template"]["spec"], cluster.pod_security)
+    if violations:
+        level = cluster.pod_security
+        cluster.event(
+            name,
+            "FailedCreate",
+            f'Error creating: pods "{name}-" is forbidden: violates PodSecurity '
+            f'"{level}:latest": {", ".join(violations)}',
+            kind="Job",
+        )
+        return
+    scenario = cluster.scenarios.get(job["metadata"]["labels"]["mbctl.job"])
+    if scenario is not None:
+        scenario(cluster, job)
 
 
 def _get_job(h: _Handler, query: dict[str, str], body: Any, ns: str, name: str) -> None:
@@ -420,6 +679,14 @@ def _pod_log(h: _Handler, query: dict[str, str], body: Any, ns: str, name: str) 
         if name not in cluster.pods:
             h.status(404, "NotFound", f'pods "{name}" not found')
             return
+        node = cluster.pods[name]["spec"].get("nodeName")
+        if node in cluster.lost:
+            h.status(
+                500,
+                "InternalError",
+                f'Get "https://{node}:10250/containerLogs": dial tcp: i/o timeout',
+            )
+            return
         plan = cluster.log_cuts.get(name) or []
         cut = plan.pop(0) if plan and follow else None
     h.start_chunks("text/plain")
@@ -455,15 +722,49 @@ def _pod_log(h: _Handler, query: dict[str, str], body: Any, ns: str, name: str) 
 
 
 def _list_events(h: _Handler, query: dict[str, str], body: Any, ns: str) -> None:
-    selector = query.get("fieldSelector", "")
-    _, _, name = selector.partition("involvedObject.name=")
+    fields = dict(
+        t.partition("=")[::2] for t in filter(None, query.get("fieldSelector", "").split(","))
+    )
     with h.cluster.cond:
         items = [
             e
             for e in h.cluster.events
-            if not name or e["involvedObject"]["name"] == name.split(",")[0]
+            if all(e["involvedObject"].get(k.partition(".")[2]) == v for k, v in fields.items())
         ]
     h.json({"apiVersion": "v1", "kind": "EventList", "metadata": {}, "items": items})
+
+
+def _list(kind: str) -> Callable[..., None]:
+    def list_(h: _Handler, query: dict[str, str], body: Any, ns: str | None = None) -> None:
+        cluster = h.cluster
+        store = {"Job": cluster.jobs, "Service": cluster.services, "Node": cluster.nodes}[kind]
+        selector = query.get("labelSelector", "")
+        with cluster.cond:
+            items = [json.loads(json.dumps(o)) for o in store.values() if _matches(o, selector)]
+        h.json({"apiVersion": "v1", "kind": f"{kind}List", "metadata": {}, "items": items})
+
+    return list_
+
+
+def _get_namespace(h: _Handler, query: dict[str, str], body: Any, name: str) -> None:
+    cluster = h.cluster
+    if name != cluster.namespace:
+        h.status(404, "NotFound", f'namespaces "{name}" not found')
+        return
+    labels = {f"pod-security.kubernetes.io/{m}": cluster.pod_security for m in ("enforce", "warn")}
+    h.json({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}})
+
+
+def _get_node(h: _Handler, query: dict[str, str], body: Any, name: str) -> None:
+    if h.cluster.forbid_nodes:
+        h.status(403, "Forbidden", f'nodes "{name}" is forbidden: cannot get resource "nodes"')
+        return
+    with h.cluster.cond:
+        node = json.loads(json.dumps(h.cluster.nodes.get(name)))
+    if node is None:
+        h.status(404, "NotFound", f'nodes "{name}" not found')
+    else:
+        h.json(node)
 
 
 _NS = r"/namespaces/(?P<ns>[^/]+)"
@@ -479,6 +780,11 @@ ROUTES: list[tuple[str, str, Callable[..., None]]] = [
     ("GET", rf"/api/v1{_NS}/pods/(?P<name>[^/]+)", _get_pod),
     ("GET", rf"/api/v1{_NS}/pods/(?P<name>[^/]+)/log", _pod_log),
     ("GET", rf"/api/v1{_NS}/events", _list_events),
+    ("GET", rf"/apis/batch/v1{_NS}/jobs", _list("Job")),
+    ("GET", rf"/api/v1{_NS}/services", _list("Service")),
+    ("GET", r"/api/v1/nodes", _list("Node")),
+    ("GET", r"/api/v1/namespaces/(?P<name>[^/]+)", _get_namespace),
+    ("GET", r"/api/v1/nodes/(?P<name>[^/]+)", _get_node),
 ]
 
 

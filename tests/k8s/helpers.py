@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,15 +27,28 @@ def plan_for(vendor: str, *, devices: str = "2", nodes: int = 2) -> Plan:
     return make_plan(suite, vendor=vendor, devices=chosen, nodes=nodes, images=images)
 
 
+def preparation(plan: Plan) -> Plan:
+    """The prepare plan, as if every benchmark folder had a prepare.py."""
+    from orchestrator.workflow import preparation_plan
+
+    with tempfile.TemporaryDirectory() as root:
+        for job in plan.jobs:
+            (Path(root) / job.definition).mkdir(exist_ok=True)
+            (Path(root) / job.definition / "prepare.py").touch()
+        return preparation_plan(plan, Path(root))
+
+
 def job_of(plan: Plan, bench: str) -> Job:
     return next(j for j in plan.jobs if j.bench == bench)
 
 
 @dataclass
 class Ran:
+    """A driven job: its output lines, the node records the backend added to them, its exit."""
+
     lines: list[str]
     exit: Exit
-    seconds: float
+    nodes: list[dict[str, Any]]
 
 
 def drive(
@@ -46,7 +60,6 @@ def drive(
     cancel_after: float | None = None,
 ) -> Ran:
     """Submit, read the stream in a thread and wait (cancelling first if asked), as the runner does."""
-    started = time.monotonic()
     handle = backend.submit(job, ctx)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(backend.stream(handle)), daemon=True)
@@ -59,4 +72,6 @@ def drive(
     assert result is not None, "the job did not end in time"
     reader.join(timeout=timeout)
     assert not reader.is_alive(), "the log stream did not end"
-    return Ran(lines, result, time.monotonic() - started)
+    nodes = [json.loads(line) for line in lines if '"kind": "node"' in line]
+    output = [line for line in lines if '"kind": "node"' not in line]
+    return Ran(output, result, nodes)

@@ -31,12 +31,21 @@ def _start(
     job: dict[str, Any],
     index: int | None = None,
     cuts: list[tuple[str, int]] | None = None,
+    pending: float = 0.0,
 ) -> str:
+    """A pod scheduled (after ``pending`` seconds Unschedulable), pulled and running."""
     pod = c.add_pod(job, index)
     if cuts:
         c.log_cuts[pod] = cuts
     c.sleep(STEP)
+    if pending:
+        message = "0/2 nodes are available: 2 Insufficient nvidia.com/gpu."
+        c.pod_status(pod, scheduled=("Unschedulable", message))
+        c.event(pod, "FailedScheduling", message)
+        c.sleep(pending)
     c.pod_status(pod, scheduled=True, state={"waiting": {"reason": "ContainerCreating"}})
+    if not c.scheduled(pod):
+        return pod  # no node for it: it stays Pending
     c.sleep(STEP)
     c.pod_status(
         pod,
@@ -156,9 +165,43 @@ def runs_forever(c: Cluster, job: dict[str, Any]) -> None:
         c.sleep(0.02)
 
 
+def queued_then_success(pending: float) -> Any:
+    """Unschedulable for ``pending`` seconds (other jobs hold the GPUs), then a normal run."""
+
+    def scenario(c: Cluster, job: dict[str, Any]) -> None:
+        pod = _start(c, job, pending=pending)
+        for line in bench_output():
+            c.log(pod, line)
+        _end(c, pod, 0, "Completed")
+        c.sleep(STEP)
+        c.job_condition(job["metadata"]["name"], "Complete")
+
+    return scenario
+
+
+def node_lost(c: Cluster, job: dict[str, Any]) -> None:
+    """The node stops answering mid-run: its pod is evicted, the Job fails."""
+    pod = _start(c, job)
+    c.log(pod, *bench_output(2)[:3])
+    c.sleep(0.1)
+    c.lose_node(str(c.pods[pod]["spec"]["nodeName"]))
+    c.sleep(STEP)
+    c.job_condition(
+        job["metadata"]["name"],
+        "Failed",
+        "BackoffLimitExceeded",
+        "Job has reached the specified backoff limit",
+    )
+
+
 def two_nodes(c: Cluster, job: dict[str, Any]) -> None:
+    """Both ranks of an Indexed Job; a rank that finds no node stays Pending, the other waits."""
     leader = _start(c, job, index=0)
     worker = _start(c, job, index=1)
+    if not (c.scheduled(leader) and c.scheduled(worker)):
+        while not c.gone(job["metadata"]["name"]):  # rank 0 waits at the rendezvous
+            c.sleep(0.02)
+        return
     for line in bench_output(3):
         c.log(leader, line)
         c.log(worker, "worker noise")
@@ -179,3 +222,7 @@ def fails_then_succeeds(c: Cluster, job: dict[str, Any]) -> None:
     c.sleep(STEP)
     _end(c, second, 0, "Completed")
     c.job_condition(job["metadata"]["name"], "Complete")
+
+
+def nothing(c: Cluster, job: dict[str, Any]) -> None:
+    """A Job whose pods never come (created and left alone)."""

@@ -42,7 +42,6 @@ def test_success_streams_every_line_records_the_image_and_deletes_the_job(
     assert _deletes(cluster) == [("Job", name, "Background")]
     created = [path for method, path in cluster.requests if method == "POST"]
     assert created == ["/apis/batch/v1/namespaces/mbctl/jobs"]
-    assert ran.seconds < 5
 
 
 def test_a_dropped_log_stream_resumes_without_repeating_or_losing_a_line(
@@ -59,14 +58,14 @@ def test_a_dropped_log_stream_resumes_without_repeating_or_losing_a_line(
     assert ran.exit.status is Status.OK
 
 
-def test_unschedulable_pod_reports_the_schedulers_reason(
+def test_unschedulable_pod_is_queued_with_the_schedulers_reason(
     cluster: Cluster, make_backend: Backend, ctx: RunContext
 ) -> None:
     job = _cuda_job(cluster, scenarios.unschedulable)
-    ran = drive(make_backend(pending_timeout=0.3), job, ctx)
-    assert ran.exit.status is Status.ERROR
+    ran = drive(make_backend(queue_timeout=0.3), job, ctx)
+    assert ran.exit.status is Status.QUEUED
     assert ran.exit.reason is not None
-    assert "still Pending after 0.3s" in ran.exit.reason
+    assert "still queued after 0.3s" in ran.exit.reason
     assert (
         "FailedScheduling: 0/3 nodes are available: 3 Insufficient nvidia.com/gpu."
         in ran.exit.reason
@@ -101,7 +100,7 @@ def test_deadline_exceeded_is_status_timeout(
 ) -> None:
     ran = drive(make_backend(), _cuda_job(cluster, scenarios.deadline_exceeded), ctx)
     assert ran.exit.status is Status.TIMEOUT
-    assert ran.exit.reason == "ran past activeDeadlineSeconds=91 (DeadlineExceeded)"
+    assert ran.exit.reason == "ran past activeDeadlineSeconds=3691 (DeadlineExceeded)"
 
 
 def test_non_zero_exit_is_failed_with_its_code(
@@ -159,7 +158,8 @@ def test_two_nodes_get_a_service_and_stream_pod_zero(
     assert ran.exit.status is Status.OK
     name = "llm-2n-n2-20250101-000000-k8s-test-abcd"
     created = [path for method, path in cluster.requests if method == "POST"]
-    assert created == ["/api/v1/namespaces/mbctl/services", "/apis/batch/v1/namespaces/mbctl/jobs"]
+    # the Job first: its Service is created owned by it, so it never outlives the Job
+    assert created == ["/apis/batch/v1/namespaces/mbctl/jobs", "/api/v1/namespaces/mbctl/services"]
     assert sorted(_deletes(cluster)) == [
         ("Job", name, "Background"),
         ("Service", name, "Background"),
@@ -188,7 +188,7 @@ def test_an_existing_job_is_refused_with_a_hint(
     backend.submit(job, ctx)
     with pytest.raises(OrchestratorError, match="already exists") as caught:
         backend.submit(job, ctx)
-    assert caught.value.hint is not None and "kubectl delete job" in caught.value.hint
+    assert caught.value.hint is not None and "mbctl clean --backend kubernetes" in caught.value.hint
 
 
 def test_check_passes_with_the_pvc_and_names_a_missing_one(

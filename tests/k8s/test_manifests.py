@@ -6,13 +6,13 @@ Set MBCTL_UPDATE_GOLDEN=1 to rewrite the golden files after an intended change (
 from __future__ import annotations
 
 import os
-import tempfile
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from helpers import DIGEST, HERE, SUITE, VENDORS, job_of, plan_for
+from helpers import DIGEST, HERE, SUITE, VENDORS, job_of, plan_for, preparation
 from typer.testing import CliRunner
 
 from orchestrator.backends.base import Phase
@@ -27,15 +27,14 @@ from orchestrator.backends.kubernetes.manifests import (
 from orchestrator.backends.kubernetes.render import to_yaml
 from orchestrator.errors import ConfigError
 from orchestrator.images import image_refs
-from orchestrator.plan import Job, Plan
-from orchestrator.workflow import preparation_plan
+from orchestrator.plan import Job
 
 pytestmark = pytest.mark.k8s
 
 GOLDEN = HERE / "golden"
 EXAMPLES = HERE.parent.parent / "k8s"
 #: The oldest Kubernetes the manifests claim to work on, and the newest schema at hand.
-SCHEMA_VERSIONS = ("1.27", "1.37")
+SCHEMA_VERSIONS = ("1.28", "1.37")
 RUN_ID = "20250101-000000-k8s-test-abcd"
 
 
@@ -75,17 +74,8 @@ def test_golden_bundle_per_vendor(vendor: str) -> None:
     _golden(f"{vendor}.yaml", to_yaml(render_bundle(plan_for(vendor), K8sSettings())))
 
 
-def _preparation(plan: Plan) -> Plan:
-    """The prepare plan, as if every benchmark folder had a prepare.py."""
-    with tempfile.TemporaryDirectory() as root:
-        for job in plan.jobs:
-            (Path(root) / job.definition).mkdir(exist_ok=True)
-            (Path(root) / job.definition / "prepare.py").touch()
-        return preparation_plan(plan, Path(root))
-
-
 def test_golden_prepare_bundle() -> None:
-    plan = _preparation(plan_for("cuda"))
+    plan = preparation(plan_for("cuda"))
     _golden("cuda-prepare.yaml", to_yaml(render_bundle(plan, K8sSettings(), Phase.PREPARE)))
 
 
@@ -109,7 +99,12 @@ def _settings_with_everything() -> K8sSettings:
         priority_class="benchmarks",
         image_pull_secrets=("registry-creds",),
         service_account="bench-runner",
-        limits={"memory": "200Gi", "cpu": "32"},
+        per_device={"memory": "200Gi", "cpu": "32"},
+        guaranteed=True,
+        queue_name="benchmarks",
+        rdma_resources={"rdma/rdma_shared_device_a": "1"},
+        ipc_lock=True,
+        host_ipc=True,
         supplemental_groups=(44, 109),
     )
 
@@ -125,7 +120,7 @@ def test_every_manifest_is_valid_for_the_api_schema(
     plan = plan_for(vendor)
     assert {j.plan.value for j in plan.jobs} == {"per_gpu", "njobs", "nodes"}
     if phase is Phase.PREPARE:
-        plan = _preparation(plan)
+        plan = preparation(plan)
     example = load_settings(EXAMPLES / "settings" / "example.yaml")
     for settings in (K8sSettings(), _settings_with_everything(), example):
         for name, manifest in render_bundle(plan, settings, phase).items():
@@ -174,7 +169,7 @@ def test_devices_go_in_limits_with_a_toleration_for_their_taint(vendor: str, res
     for bench, count in (("resnet50", "1"), ("dp-mlp", "2"), ("llm-2n", "2")):
         manifest = _job(vendor, bench)
         assert _container(manifest)["resources"]["limits"][resource] == count
-        assert "requests" not in _container(manifest)["resources"]
+        assert resource not in _container(manifest)["resources"]["requests"]
         assert _pod(manifest)["tolerations"][0] == {
             "key": resource,
             "operator": "Exists",
@@ -184,13 +179,19 @@ def test_devices_go_in_limits_with_a_toleration_for_their_taint(vendor: str, res
 
 def test_cpu_jobs_ask_for_no_device() -> None:
     manifest = _job("cpu", "resnet50")
-    assert _container(manifest)["resources"] == {}
+    assert _container(manifest)["resources"] == {
+        "requests": {"cpu": "4", "memory": "16Gi"},
+        "limits": {"memory": "16Gi"},
+    }
     assert "tolerations" not in _pod(manifest)
 
 
 def test_xpu_resource_name_can_be_the_xe_driver() -> None:
     manifest = _job("xpu", "resnet50", resource_name="gpu.intel.com/xe")
-    assert _container(manifest)["resources"]["limits"] == {"gpu.intel.com/xe": "1"}
+    assert _container(manifest)["resources"]["limits"] == {
+        "gpu.intel.com/xe": "1",
+        "memory": "64Gi",
+    }
     assert _pod(manifest)["tolerations"][0]["key"] == "gpu.intel.com/xe"
 
 
@@ -237,7 +238,7 @@ def test_job_spec_deadline_retries_ttl_and_labels() -> None:
         spec["activeDeadlineSeconds"],
         spec["backoffLimit"],
         spec["ttlSecondsAfterFinished"],
-    ) == (91, 2, 60)
+    ) == (3691, 2, 60)  # max_duration 90.5 + queue_timeout 3600: the backend measures its own
     assert _pod(manifest)["restartPolicy"] == "Never"
     assert manifest["metadata"]["labels"] == {
         "app.kubernetes.io/managed-by": "mbctl",
@@ -268,11 +269,14 @@ def test_user_scheduling_settings_reach_the_pod() -> None:
     assert pod["imagePullSecrets"] == [{"name": "registry-creds"}]
     assert pod["serviceAccountName"] == "bench-runner"
     assert pod["securityContext"]["supplementalGroups"] == [44, 109]
-    assert _container(manifest)["resources"]["limits"] == {
-        "nvidia.com/gpu": "1",
-        "memory": "200Gi",
-        "cpu": "32",
+    assert _container(manifest)["resources"] == {
+        "requests": {"cpu": "32", "memory": "200Gi"},
+        "limits": {"nvidia.com/gpu": "1", "memory": "200Gi", "cpu": "32"},
     }
+    assert pod["hostIPC"] is True
+    assert manifest["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "benchmarks"
+    assert manifest["spec"]["suspend"] is True
+    assert "kueue.x-k8s.io/queue-name" not in manifest["spec"]["template"]["metadata"]["labels"]
 
 
 @pytest.mark.parametrize("vendor", ["cpu", "cuda", "rocm", "xpu"])
@@ -286,13 +290,18 @@ def test_non_root_where_the_vendor_allows_it(vendor: str) -> None:
     assert "hostIPC" not in _pod(manifest)
 
 
-def test_gaudi_gets_sys_nice_host_ipc_and_hugepages() -> None:
-    manifest = _job("hpu", "resnet50")
+def test_gaudi_gets_sys_nice_and_hugepages_scaled_but_no_host_ipc_unless_asked() -> None:
+    manifest = _job("hpu", "dp-mlp")
     assert "securityContext" not in _pod(manifest)
     assert _container(manifest)["securityContext"] == {"capabilities": {"add": ["SYS_NICE"]}}
-    assert _pod(manifest)["hostIPC"] is True
-    limits = _container(manifest)["resources"]["limits"]
-    assert limits["hugepages-2Mi"] == "4Gi" and "memory" in limits
+    assert "hostIPC" not in _pod(manifest)
+    resources = _container(manifest)["resources"]
+    # huge pages: requests == limits, as the API requires; two cards, twice the vendor's 2Gi
+    assert resources["requests"]["hugepages-2Mi"] == resources["limits"]["hugepages-2Mi"] == "4Gi"
+    assert resources["limits"]["memory"] == "128Gi"
+    assert _pod(_job("hpu", "resnet50", host_ipc=True))["hostIPC"] is True
+    prepare = _container(_job("hpu", "resnet50", Phase.PREPARE))["resources"]
+    assert "hugepages-2Mi" not in prepare["requests"] and "habana.ai/gaudi" not in prepare["limits"]
 
 
 def test_multi_node_is_an_indexed_job_behind_a_headless_service() -> None:
@@ -305,14 +314,34 @@ def test_multi_node_is_an_indexed_job_behind_a_headless_service() -> None:
     assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 2, 2)
     assert _pod(manifest)["subdomain"] == name
     container = _container(manifest)
-    assert container["command"] == ["python", "-m", "torch.distributed.run"]
-    assert container["args"] == [
-        "--nnodes", "2", "--nproc-per-node", "2", "--node-rank", "$(JOB_COMPLETION_INDEX)",
-        "--rdzv-backend", "c10d", "--rdzv-endpoint", f"{name}-0.{name}:29500", "main.py", "--size", "4096",
-    ]  # fmt: skip
-    assert _env(manifest)["JOB_COMPLETION_INDEX"] == {
+    # benchkit launches torchrun with static rendezvous from the MBCTL_* contract
+    assert container["command"] == ["python", "main.py"]
+    assert container["args"] == ["--size", "4096"]
+    env = _env(manifest)
+    assert env["MBCTL_NODE_RANK"] == {
         "fieldRef": {
             "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+        }
+    }
+    assert (env["MBCTL_NNODES"], env["MBCTL_MASTER_ADDR"], env["MBCTL_MASTER_PORT"]) == (
+        "2", f"{name}-0.{name}", "29500",
+    )  # fmt: skip
+    assert env["MBCTL_RDZV_TIMEOUT"] == "900"
+    assert (
+        _env(job_manifest(job, K8sSettings(rendezvous_timeout=1800), run_id=RUN_ID))[
+            "MBCTL_RDZV_TIMEOUT"
+        ]
+        == "1800"
+    )
+    # one rank per machine, required
+    assert _pod(manifest)["affinity"] == {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": {"job-name": name}},
+                    "topologyKey": "kubernetes.io/hostname",
+                }
+            ]
         }
     }
     service = service_manifest(job, K8sSettings(), run_id=RUN_ID)
@@ -383,10 +412,10 @@ def test_settings_file_problems_are_reported_with_file_and_line(tmp_path: Path) 
 def test_settings_load_and_namespace_override(tmp_path: Path) -> None:
     path = tmp_path / "k8s.yaml"
     path.write_text(
-        "namespace: bench\npvc: datasets\nlimits: {memory: 64Gi}\npending_timeout: 60\n"
+        "namespace: bench\npvc: datasets\nper_device: {memory: 64Gi}\nqueue_timeout: 60\n"
     )
     settings = load_settings(path, namespace="other")
-    assert (settings.namespace, settings.pvc, settings.limits, settings.pending_timeout) == (
+    assert (settings.namespace, settings.pvc, settings.per_device, settings.queue_timeout) == (
         "other", "datasets", {"memory": "64Gi"}, 60.0,
     )  # fmt: skip
     assert load_settings() == K8sSettings()
@@ -435,6 +464,7 @@ def test_render_k8s_writes_one_file_per_object_and_a_kustomization(tmp_path: Pat
         [
             "kustomization.yaml", "namespace-bench.yaml", "persistentvolumeclaim-mbctl-data.yaml",
             "serviceaccount-mbctl.yaml", "role-mbctl.yaml", "rolebinding-mbctl.yaml",
+            "clusterrole-mbctl-node-reader.yaml", "clusterrolebinding-mbctl-node-reader-bench.yaml",
             "job-resnet50-d0.yaml", "job-resnet50-d1.yaml", "job-dp-mlp-0.yaml",
             "job-llm-2n-n2.yaml", "service-llm-2n-n2.yaml",
         ]
@@ -443,6 +473,7 @@ def test_render_k8s_writes_one_file_per_object_and_a_kustomization(tmp_path: Pat
     assert job["metadata"]["namespace"] == "bench"
     assert _container(job)["image"] == "reg.local/mbctl/matmul:rocm"
     assert "&id" not in (out / "job-resnet50-d0.yaml").read_text()
+    assert "not admitted as a gang" in result.stderr  # two nodes, no queue_name
 
 
 def test_render_k8s_errors_are_one_line_with_exit_code_2(
@@ -496,3 +527,111 @@ def test_render_k8s_errors_are_one_line_with_exit_code_2(
         "nothing to prepare: no benchmark of the selection has a prepare.py"
         in nothing_to_prepare.stderr
     )
+
+
+def _render(tmp_path: Path, *args: str) -> dict[str, Any]:
+    from orchestrator.cli.main import app
+
+    out = tmp_path / "out"
+    result = CliRunner().invoke(
+        app,
+        [
+            "render",
+            "k8s",
+            "--vendor",
+            "cuda",
+            "--image-registry",
+            "r.example",
+            "-o",
+            str(out),
+            *args,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    return {p.name: yaml.safe_load(p.read_text()) for p in out.glob("*.yaml")}
+
+
+def test_render_standard_on_8_gpus_scales_requests_sets_pod_security_and_validates(
+    tmp_path: Path,
+) -> None:
+    import kubernetes_validate
+
+    files = _render(tmp_path, "--suite", "standard", "--devices", "8")
+    namespace = files["namespace-mbctl.yaml"]["metadata"]["labels"]
+    assert namespace["pod-security.kubernetes.io/enforce"] == "restricted"
+    jobs = {n: m for n, m in files.items() if n.startswith("job-")}
+    one = _container(jobs["job-bert-tf32-fp16-d0.yaml"])["resources"]
+    assert one == {
+        "requests": {"cpu": "8", "memory": "64Gi"},
+        "limits": {"memory": "64Gi", "nvidia.com/gpu": "1"},
+    }
+    eight = [
+        _container(m)["resources"] for m in jobs.values()
+        if _container(m)["resources"]["limits"]["nvidia.com/gpu"] == "8"
+    ]  # fmt: skip
+    assert eight and all(r["requests"] == {"cpu": "64", "memory": "512Gi"} for r in eight)
+    # per-GPU copies differ in names only: validating each benchmark's first one covers them
+    copies = re.compile(r"-d[1-9]\.yaml$")
+    for name, manifest in files.items():
+        if name == "kustomization.yaml" or copies.search(name):
+            continue
+        for version in SCHEMA_VERSIONS:
+            kubernetes_validate.validate(manifest, version, strict=True)
+
+
+def test_render_two_nodes_with_a_queue_gives_static_rendezvous_anti_affinity_and_a_gang(
+    tmp_path: Path,
+) -> None:
+    import kubernetes_validate
+
+    settings = tmp_path / "k8s.yaml"
+    settings.write_text("queue_name: benchmarks\nguaranteed: true\n")
+    files = _render(
+        tmp_path,
+        "--suite",
+        str(SUITE),
+        "--devices",
+        "8",
+        "--nodes",
+        "2",
+        "--k8s-config",
+        str(settings),
+    )
+    job = files["job-llm-2n-n2.yaml"]
+    env = _env(job)
+    assert (env["MBCTL_NNODES"], env["MBCTL_MASTER_ADDR"], env["MBCTL_MASTER_PORT"]) == (
+        "2", "llm-2n-n2-0.llm-2n-n2", "29500",
+    )  # fmt: skip
+    assert "fieldRef" in env["MBCTL_NODE_RANK"]
+    anti = _pod(job)["affinity"]["podAntiAffinity"][
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ]
+    assert anti[0]["topologyKey"] == "kubernetes.io/hostname"
+    # Kueue admits the Job's two pods together, or neither
+    assert job["spec"]["suspend"] is True and job["spec"]["parallelism"] == 2
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "benchmarks"
+    resources = _container(job)["resources"]
+    assert resources["requests"] == {"cpu": "64", "memory": "512Gi"}
+    assert resources["limits"] == {
+        "cpu": "64",
+        "memory": "512Gi",
+        "nvidia.com/gpu": "8",
+    }  # Guaranteed
+    assert files["service-llm-2n-n2.yaml"]["spec"]["clusterIP"] == "None"
+    for name, manifest in files.items():
+        if name != "kustomization.yaml":
+            for version in SCHEMA_VERSIONS:
+                kubernetes_validate.validate(manifest, version, strict=True)
+
+
+@pytest.mark.parametrize("minor", range(28, 38))
+def test_every_kubernetes_version_from_1_28_to_1_37_accepts_a_full_bundle(minor: int) -> None:
+    import kubernetes_validate
+
+    # the two ends are checked for every vendor above; the versions between, for one bundle
+    # with every optional field set (Kueue, Guaranteed, RDMA, host IPC, anti-affinity)
+    for phase in Phase:
+        for manifest in render_bundle(
+            plan_for("cuda"), _settings_with_everything(), phase
+        ).values():
+            kubernetes_validate.validate(manifest, f"1.{minor}", strict=True)

@@ -1,5 +1,9 @@
 """The Kubernetes backend: creates Jobs with the official client, follows pod logs, judges how jobs end.
 
+A job is *queued* (Kueue admission, scheduling, image pulls) until every rank's container runs;
+only then does its measurement clock start (``running_since``). Each rank's node is recorded:
+its name, accelerator labels and allocatable devices, as a ``meta`` event of kind ``node``.
+
 The client is imported lazily (it is heavy and optional). Responses are read as raw JSON, so
 the same dicts the manifests are written in are read back, whatever the client's model version.
 """
@@ -19,16 +23,26 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from orchestrator import vendors
 from orchestrator.backends.base import Exit, Handle, RunContext, Status, split_lines
 from orchestrator.backends.kubernetes.manifests import (
     CONTAINER,
     INDEX_ANNOTATION,
     JOB_NAME_LABEL,
+    LABEL_RUN,
+    MANAGED_BY,
+    PSS_LABEL,
+    PSS_LEVELS,
+    QUEUE_LABEL,
+    device_resource,
     job_manifest,
     job_name,
+    label_value,
+    needed_security_level,
     needs_service,
     service_manifest,
 )
+from orchestrator.backends.kubernetes.nodes import describe_node
 from orchestrator.backends.kubernetes.settings import K8sSettings
 from orchestrator.errors import BackendUnavailable, OrchestratorError
 from orchestrator.plan import Job
@@ -239,6 +253,21 @@ def _connect(kubeconfig: str | None) -> Any:
         ) from None
 
 
+def node_line(rank: int, pod: str, node: dict[str, Any]) -> str:
+    """A protocol line recording the node that ran one rank, for the job's event log."""
+    # the protocol tag first: the parser knows a protocol line by its start
+    record = {"mbctl": 1, "event": "meta", "kind": "node", "t": time.time()}
+    return json.dumps(record | {"rank": rank, "pod": pod, "node": node})
+
+
+def _disrupted(pod: dict[str, Any]) -> dict[str, Any] | None:
+    """The DisruptionTarget condition of a pod being evicted from a lost or drained node."""
+    for condition in _dig(pod, "status", "conditions") or []:
+        if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
+            return dict(condition)
+    return None
+
+
 @dataclass
 class _Tracked:
     """What the backend knows of one submitted job; the reader thread and the caller share it."""
@@ -247,8 +276,14 @@ class _Tracked:
     name: str
     service: str | None
     submitted: float = field(default_factory=time.monotonic)
+    running_at: float | None = None
+    queued_reason: str = "waiting for its pods"
+    pod_nodes: dict[str, tuple[int, str]] = field(default_factory=dict)
+    reported: set[str] = field(default_factory=set)
     verdict: Exit | None = None
     verdict_at: float = 0.0
+    #: the Job ended by itself (its pods are done): the log reader may drain them first
+    ended: bool = False
     exit: Exit | None = None
     cancelled: bool = False
     started: bool = False
@@ -283,8 +318,12 @@ class KubernetesBackend:
         api_client: Any = None,
         poll_interval: float = 2.0,
         watch_seconds: int = 10,
+        vendor: str | None = None,
     ) -> None:
         self.settings = settings or K8sSettings()
+        #: The vendor ``max_nodes`` counts nodes for (jobs carry their own).
+        self.vendor = vendor
+        self._nodes: dict[str, dict[str, Any]] = {}
         self.kubeconfig = kubeconfig
         self.keep = keep
         self.poll_interval = poll_interval
@@ -351,6 +390,28 @@ class KubernetesBackend:
             raise BackendUnavailable(
                 f"kubernetes: API server {host} unreachable ({describe_error(exc)})"
             ) from None
+        self._check_pod_security()
+
+    def _check_pod_security(self) -> None:
+        """Refuse to start when the namespace's Pod Security level would reject the vendor's
+        pods (every Job would fail with FailedCreate); unknown without the node-reader role."""
+        if self.vendor is None:
+            return
+        core, _ = self._api()
+        try:
+            namespace = self._call(core.read_namespace, self.namespace)
+        except self._errors():
+            return  # not allowed to read namespaces: FailedCreate still names the problem
+        labels = _dig(namespace, "metadata", "labels") or {}
+        enforced = labels.get(f"{PSS_LABEL}enforce", "privileged")
+        needed = needed_security_level(self.vendor, self.settings)
+        if enforced in PSS_LEVELS and PSS_LEVELS.index(enforced) < PSS_LEVELS.index(needed):
+            raise BackendUnavailable(
+                f"kubernetes: namespace {self.namespace!r} enforces Pod Security {enforced!r}; "
+                f"{self.vendor} pods need {needed!r}",
+                hint=f"kubectl label namespace {self.namespace} "
+                f"{PSS_LABEL}enforce={needed} --overwrite (or run in a namespace that allows it)",
+            )
 
     def submit(self, job: Job, ctx: RunContext) -> Handle:
         core, batch = self._api()
@@ -358,16 +419,33 @@ class KubernetesBackend:
         body = job_manifest(job, self.settings, ctx.phase, run_id=ctx.run_id, name=name)
         tracked = _Tracked(job=job, name=name, service=None)
         try:
-            if needs_service(job, ctx.phase):
-                service = service_manifest(job, self.settings, run_id=ctx.run_id, name=name)
-                self._call(core.create_namespaced_service, self.namespace, service)
-                tracked.service = name
-            self._call(batch.create_namespaced_job, self.namespace, body)
+            created = self._call(batch.create_namespaced_job, self.namespace, body)
         except self._errors() as exc:
-            # a Job of that name may exist (left by --keep): remove only what was created here
-            self._delete(tracked, job=False)
             raise self._refused(name, exc) from None
+        if needs_service(job, ctx.phase):
+            # owned by the Job: whoever deletes the Job (mbctl, its TTL, a person) deletes it
+            service = service_manifest(
+                job,
+                self.settings,
+                run_id=ctx.run_id,
+                name=name,
+                owner_uid=_dig(created, "metadata", "uid"),
+            )
+            try:
+                self._call(core.create_namespaced_service, self.namespace, service)
+            except self._errors() as exc:
+                self._delete(tracked)
+                raise self._refused(name, exc, kind="Service") from None
+            tracked.service = name
         return Handle(job=job, native=tracked)
+
+    def running_since(self, handle: Handle) -> float | None:
+        """When every rank's container started (``time.monotonic``), None while queued.
+
+        The runner starts the job's measurement clock then, not at submission.
+        """
+        tracked: _Tracked = handle.native
+        return tracked.running_at
 
     def stream(self, handle: Handle) -> Iterator[str]:
         tracked: _Tracked = handle.native
@@ -375,12 +453,23 @@ class KubernetesBackend:
             followed: set[str] = set()
             while (pod := self._await_started_pod(tracked, followed)) is not None:
                 followed.add(pod)
+                yield from self._node_lines(tracked)
                 code = yield from self._follow(tracked, pod)
                 # only a failed pod of a Job allowed to retry is followed by another one
                 if code == 0 or self.settings.backoff_limit == 0 or tracked.over:
-                    return
+                    break
+            # the other ranks' nodes are known by now, whatever order the scheduler placed them in
+            with contextlib.suppress(*self._errors()):
+                self._pods(tracked)
+            yield from self._node_lines(tracked)
         finally:
             tracked.log_done.set()
+
+    def _node_lines(self, tracked: _Tracked) -> Iterator[str]:
+        for pod, (rank, node) in sorted(tracked.pod_nodes.items(), key=lambda i: i[1]):
+            if pod not in tracked.reported:
+                tracked.reported.add(pod)
+                yield node_line(rank, pod, self._node(node, tracked.job.vendor))
 
     def wait(self, handle: Handle, timeout: float | None) -> Exit | None:
         tracked: _Tracked = handle.native
@@ -403,6 +492,56 @@ class KubernetesBackend:
         tracked.stop_reader()
         if not self.keep:
             self._delete(tracked)
+
+    # --- nodes ----------------------------------------------------------------------------
+
+    def _node(self, name: str, vendor: str) -> dict[str, Any]:
+        """The recorded description of node ``name`` (only its name if it cannot be read)."""
+        with self._lock:
+            known = self._nodes.get(name)
+        if known is not None:
+            return known
+        core, _ = self._api()
+        resource = device_resource(vendors.get(vendor), self.settings)
+        try:
+            found = describe_node(self._call(core.read_node, name), resource)
+        except self._errors() as exc:
+            # without the node-reader ClusterRole the name is all there is
+            return {"name": name, "error": describe_error(exc)}
+        with self._lock:
+            self._nodes[name] = found
+        return found
+
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        """Every node that ran a job of this backend, by name: what ``meta.json`` records."""
+        with self._lock:
+            return dict(sorted(self._nodes.items()))
+
+    def max_nodes(self) -> int:
+        """Nodes that can host a rank: Ready, schedulable, matching the site's node selector,
+        with the vendor's device resource allocatable (any Ready node for cpu)."""
+        core, _ = self._api()
+        spec = vendors.get(self.vendor or "cpu")
+        resource = device_resource(spec, self.settings)
+        selector = ",".join(f"{k}={v}" for k, v in sorted(self.settings.node_selector.items()))
+        try:
+            found = self._call(core.list_node, label_selector=selector or None)
+        except self._errors() as exc:
+            raise BackendUnavailable(
+                f"kubernetes: cannot list nodes ({describe_error(exc)})",
+                hint="bind the mbctl-node-reader ClusterRole (mbctl render k8s), or pass --nodes N",
+            ) from None
+        count = 0
+        for node in found.get("items") or []:
+            ready = any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in _dig(node, "status", "conditions") or []
+            )
+            allocatable = _dig(node, "status", "allocatable") or {}
+            devices = str(allocatable.get(resource, "0")) if resource else "1"
+            if ready and not _dig(node, "spec", "unschedulable") and devices not in ("0", ""):
+                count += 1
+        return max(count, 1)
 
     # --- judging --------------------------------------------------------------------------
 
@@ -430,7 +569,8 @@ class KubernetesBackend:
             tracked.verdict_at = time.monotonic()
         # deleting the Job deletes its pods: let the log reader drain them first
         if (
-            tracked.started
+            tracked.ended
+            and tracked.started
             and not tracked.log_done.is_set()
             and time.monotonic() - tracked.verdict_at < LOG_GRACE
         ):
@@ -452,8 +592,17 @@ class KubernetesBackend:
             status = _container(pod)
             if status.get("imageID"):
                 tracked.images[_name(pod)] = str(status["imageID"])
-            tracked.started = tracked.started or _started(pod)
+            self._note(tracked, pod)
         return pods
+
+    @staticmethod
+    def _note(tracked: _Tracked, pod: dict[str, Any]) -> None:
+        """Remember that ``pod`` started and on which node."""
+        started = _started(pod)
+        tracked.started = tracked.started or started
+        node = _dig(pod, "spec", "nodeName")
+        if node and started:
+            tracked.pod_nodes.setdefault(_name(pod), (_index(pod), str(node)))
 
     def _image(self, tracked: _Tracked) -> dict[str, Any] | None:
         """What ran, shaped as the docker backend records it, plus each pod's imageID across nodes."""
@@ -483,12 +632,30 @@ class KubernetesBackend:
             for c in _dig(job, "status", "conditions") or []
             if c.get("status") == "True"
         }
+        ended = "Complete" in conditions or "Failed" in conditions or "FailureTarget" in conditions
+        if ended:
+            tracked.ended = True
+            # a job that ran between two polls ran all the same
+            tracked.running_at = tracked.running_at or time.monotonic()
         if "Complete" in conditions:
             return Exit(0, Status.OK, None, self._image(tracked))
+        for pod in pods:
+            lost = _disrupted(pod)
+            if lost is not None and tracked.running_at is not None:
+                node = _dig(pod, "spec", "nodeName") or "its node"
+                why = f"{lost.get('reason', 'DisruptionTarget')}: {lost.get('message', '')}"
+                return Exit(
+                    None,
+                    Status.ERROR,
+                    f"pod {_name(pod)} lost {node} mid-run ({why.rstrip(': ')})",
+                    self._image(tracked),
+                )
         failed = conditions.get("Failed") or conditions.get("FailureTarget")
         if failed is not None:
             return self._failure(tracked, failed, pods)
-        return self._stuck(tracked, pods)
+        if tracked.running_at is None:
+            return self._queued(tracked, job, pods)
+        return None
 
     def _failure(
         self, tracked: _Tracked, condition: dict[str, Any], pods: list[dict[str, Any]]
@@ -501,7 +668,7 @@ class KubernetesBackend:
         ]
         code = failing[0][1].get("exitCode") if failing else None
         if condition.get("reason") == "DeadlineExceeded":
-            limit = math.ceil(tracked.job.max_duration)
+            limit = math.ceil(tracked.job.max_duration + self.settings.queue_timeout)
             return Exit(
                 code,
                 Status.TIMEOUT,
@@ -530,8 +697,58 @@ class KubernetesBackend:
             image,
         )
 
+    def _queued(
+        self, tracked: _Tracked, job: dict[str, Any], pods: list[dict[str, Any]]
+    ) -> Exit | None:
+        """A job whose ranks do not all run yet: wait (within ``queue_timeout``), start its clock,
+        or end it: a rejected pod or an image that cannot be pulled at once, a long wait as queued."""
+        expected = int(_dig(job, "spec", "parallelism") or 1)
+        if _dig(job, "spec", "suspend"):
+            queue = (_dig(job, "metadata", "labels") or {}).get(QUEUE_LABEL)
+            tracked.queued_reason = (
+                f"waiting for Kueue to admit it (queue {queue})" if queue else "suspended"
+            )
+        elif not pods:
+            rejected = self._job_warning(tracked, "FailedCreate")
+            if rejected is not None:
+                return Exit(None, Status.ERROR, f"pods rejected: {rejected}", None)
+            tracked.queued_reason = "the job controller created no pod yet"
+        else:
+            stuck = self._stuck(tracked, pods)
+            if stuck is not None:
+                return stuck
+            running = [p for p in pods if _started(p) and _dig(p, "status", "phase") != "Failed"]
+            if len(running) >= expected:
+                tracked.running_at = time.monotonic()
+                return None
+            tracked.queued_reason = f"{len(running)}/{expected} pods running"
+        limit = self.settings.queue_timeout
+        if time.monotonic() - tracked.submitted < limit:
+            return None
+        pending = [p for p in pods if not _started(p)]
+        why = self._pending_reason(tracked, pending) if pods else tracked.queued_reason
+        return Exit(None, Status.QUEUED, f"still queued after {limit:g}s: {why}", None)
+
+    def _job_warning(self, tracked: _Tracked, reason: str) -> str | None:
+        """The message of the Job's latest Warning event with ``reason`` (FailedCreate: a pod the
+        API refused, e.g. by Pod Security admission or a quota)."""
+        core, _ = self._api()
+        events = self._call(
+            core.list_namespaced_event,
+            self.namespace,
+            field_selector=f"involvedObject.name={tracked.name},involvedObject.kind=Job",
+        )
+        found = [
+            e
+            for e in events.get("items") or []
+            if e.get("type") == "Warning" and e.get("reason") == reason
+        ]
+        if not found:
+            return None
+        return str(max(found, key=_event_time).get("message") or reason)
+
     def _stuck(self, tracked: _Tracked, pods: list[dict[str, Any]]) -> Exit | None:
-        """An error for a job that cannot start: an image that cannot be pulled, or Pending too long."""
+        """An error for a job that cannot start: an image that cannot be pulled, a bad container."""
         for pod in pods:
             status = _container(pod)
             waiting = _dig(status, "state", "waiting") or {}
@@ -544,18 +761,7 @@ class KubernetesBackend:
                 return Exit(None, Status.ERROR, f"cannot pull image {image}{detail}", None)
             if reason in CONFIG_ERRORS:
                 return Exit(None, Status.ERROR, f"container cannot be created{detail}", None)
-        pending = [p for p in pods if _dig(p, "status", "phase") in (None, "Pending")]
-        if pods and not pending:
-            return None
-        limit = self.settings.pending_timeout
-        if time.monotonic() - tracked.submitted < limit:
-            return None
-        return Exit(
-            None,
-            Status.ERROR,
-            f"still Pending after {limit:g}s: {self._pending_reason(tracked, pending)}",
-            None,
-        )
+        return None
 
     def _pending_reason(self, tracked: _Tracked, pending: list[dict[str, Any]]) -> str:
         """The scheduler's (or kubelet's) last word on why a pod does not start."""
@@ -600,13 +806,14 @@ class KubernetesBackend:
                 ):
                     pod = event["raw_object"]
                     name = _name(pod)
+                    if event["type"] != "DELETED":
+                        self._note(tracked, pod)
                     if (
                         event["type"] != "DELETED"
                         and _index(pod) == 0
                         and name not in followed
                         and _started(pod)
                     ):
-                        tracked.started = True
                         watcher.stop()
                         return name
                     if tracked.over:
@@ -694,19 +901,91 @@ class KubernetesBackend:
             except self._errors():
                 pass  # activeDeadlineSeconds and ttlSecondsAfterFinished bound whatever stays behind
 
-    def _refused(self, name: str, exc: BaseException) -> OrchestratorError:
+    def _refused(self, name: str, exc: BaseException, kind: str = "Job") -> OrchestratorError:
         status = getattr(exc, "status", None)
         why = describe_error(exc)
         if status is None:
             return BackendUnavailable(f"kubernetes: API server unreachable ({why})")
         if status in (401, 403):
             return BackendUnavailable(
-                f"kubernetes: not allowed to create Job {name} in namespace {self.namespace!r} ({why})",
+                f"kubernetes: not allowed to create {kind} {name} in namespace {self.namespace!r} ({why})",
                 hint="bind the mbctl Role (rolebinding-mbctl.yaml from mbctl render k8s)",
             )
         if status == 409:
             return OrchestratorError(
-                f"kubernetes: Job {name} already exists in namespace {self.namespace!r}",
-                hint=f"left by --keep or an interrupted run: kubectl delete job,service -n {self.namespace} {name}",
+                f"kubernetes: {kind} {name} already exists in namespace {self.namespace!r}",
+                hint="left by --keep or an interrupted run: mbctl clean --backend kubernetes",
             )
-        return OrchestratorError(f"kubernetes refused Job {name} ({why})")
+        return OrchestratorError(f"kubernetes refused {kind} {name} ({why})")
+
+    def leftovers(self, run_id: str | None = None) -> list[dict[str, str]]:
+        """mbctl's Jobs and Services in the namespace (of run ``run_id`` only, if given).
+
+        ``status`` is ``finished`` for a Job with a Complete or Failed condition, and for a
+        Service whose Job is finished or gone; else ``active``.
+        """
+        core, batch = self._api()
+        selector = ",".join(f"{k}={v}" for k, v in MANAGED_BY.items())
+        if run_id is not None:
+            selector += f",{LABEL_RUN}={label_value(run_id)}"
+        found: list[dict[str, str]] = []
+        for kind, lister in (
+            ("Job", batch.list_namespaced_job),
+            ("Service", core.list_namespaced_service),
+        ):
+            try:
+                items = (
+                    self._call(lister, self.namespace, label_selector=selector).get("items") or []
+                )
+            except self._errors() as exc:
+                raise BackendUnavailable(
+                    f"kubernetes: cannot list {kind}s in namespace {self.namespace!r} ({describe_error(exc)})"
+                ) from None
+            active = {f["name"] for f in found if f["kind"] == "Job" and f["status"] == "active"}
+            for item in items:
+                labels = _dig(item, "metadata", "labels") or {}
+                if kind == "Job":
+                    done = any(
+                        c.get("type") in ("Complete", "Failed") and c.get("status") == "True"
+                        for c in _dig(item, "status", "conditions") or []
+                    )
+                else:
+                    done = _name(item) not in active
+                found.append(
+                    {
+                        "kind": kind,
+                        "name": _name(item),
+                        "run": labels.get(LABEL_RUN, ""),
+                        "status": "finished" if done else "active",
+                    }
+                )
+        return found
+
+    def clean(
+        self, run_id: str | None = None, *, everything: bool = False, dry_run: bool = False
+    ) -> list[dict[str, str]]:
+        """Delete what ``leftovers`` finds (pods go with their Job): a run's objects, or without
+        ``run_id`` the finished ones (all with ``everything``); what was, or would be, deleted."""
+        core, batch = self._api()
+        found = [
+            item
+            for item in self.leftovers(run_id)
+            if run_id is not None or everything or item["status"] == "finished"
+        ]
+        if dry_run:
+            return found
+        deleters = {"Job": batch.delete_namespaced_job, "Service": core.delete_namespaced_service}
+        for item in found:
+            try:
+                self._call(
+                    deleters[item["kind"]],
+                    item["name"],
+                    self.namespace,
+                    propagation_policy="Background",
+                )
+            except self._errors() as exc:
+                if getattr(exc, "status", None) != 404:  # an owned Service may go with its Job
+                    raise BackendUnavailable(
+                        f"kubernetes: cannot delete {item['kind']} {item['name']} ({describe_error(exc)})"
+                    ) from None
+        return found

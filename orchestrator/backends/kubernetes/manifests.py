@@ -1,5 +1,8 @@
 """Kubernetes manifests of a plan (pure): Jobs, Indexed Jobs + headless Services, PVC, namespace, RBAC.
 
+Also what they imply: requests scaled by the pod's devices, the Pod Security level each pod
+needs (the namespace enforces the highest), Kueue's queue label, static rendezvous across nodes.
+
 Builders return plain dicts spelled as in YAML, so the same data is written by ``mbctl render
 k8s`` and sent by the backend, and golden tests pin it per vendor.
 """
@@ -9,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +39,18 @@ CONTAINER = "bench"
 DATA_DIR = "/data"
 RESULTS_DIR = "/results"
 RDZV_PORT = 29500
+#: Kueue's label naming the LocalQueue a Job waits in.
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+#: The Pod Security Standards levels, least privileged first.
+PSS_LEVELS = ("restricted", "baseline", "privileged")
+PSS_LABEL = "pod-security.kubernetes.io/"
+#: Capabilities the "baseline" level allows to add (restricted: NET_BIND_SERVICE only).
+BASELINE_CAPABILITIES = frozenset(
+    {"AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "MKNOD",
+     "NET_BIND_SERVICE", "SETFCAP", "SETGID", "SETPCAP", "SETUID", "SYS_CHROOT"}
+)  # fmt: skip
+#: The ClusterRole (and binding) letting the backend read what nodes ran a job.
+NODE_READER = "mbctl-node-reader"
 #: ServiceAccount, Role and RoleBinding that let mbctl drive jobs from inside the cluster.
 RBAC_NAME = "mbctl"
 
@@ -99,7 +115,7 @@ def _labels(job: Job, phase: Phase, run_id: str) -> dict[str, str]:
 
 
 def _environment(
-    job: Job, phase: Phase, run_id: str, spec: vendors.VendorSpec
+    job: Job, phase: Phase, run_id: str, name: str, spec: vendors.VendorSpec, settings: K8sSettings
 ) -> list[dict[str, Any]]:
     ctx = RunContext(
         run_id=run_id,
@@ -111,12 +127,22 @@ def _environment(
     # the device plugin decides which devices a pod sees; the plan's host indices mean nothing there
     env = {k: v for k, v in job_environment(job, ctx).items() if k not in spec.visible_devices_env}
     env |= {"MBCTL_DATA": DATA_DIR, "MBCTL_RESULTS": RESULTS_DIR}
+    if _multi_node(job, phase):
+        # benchkit turns these into torchrun's static rendezvous: rank 0 hosts the store at a
+        # name the headless Service gives it, every rank knows its own (c10d ignores --node-rank
+        # and elects its store host by a DNS race)
+        env |= {
+            "MBCTL_NNODES": str(job.nodes),
+            "MBCTL_MASTER_ADDR": f"{name}-0.{name}",
+            "MBCTL_MASTER_PORT": str(RDZV_PORT),
+            "MBCTL_RDZV_TIMEOUT": str(settings.rendezvous_timeout),
+        }
     entries: list[dict[str, Any]] = [{"name": k, "value": _literal(v)} for k, v in env.items()]
     if _multi_node(job, phase):
-        # set explicitly so that $(JOB_COMPLETION_INDEX) in args expands whatever the cluster version
+        # from the annotation: the index label only exists since 1.28
         entries.append(
             {
-                "name": "JOB_COMPLETION_INDEX",
+                "name": "MBCTL_NODE_RANK",
                 "valueFrom": {
                     "fieldRef": {"fieldPath": f"metadata.annotations['{INDEX_ANNOTATION}']"}
                 },
@@ -125,22 +151,9 @@ def _environment(
     return sorted(entries, key=lambda e: str(e["name"]))
 
 
-def _command(job: Job, phase: Phase, name: str) -> tuple[list[str], list[str]]:
+def _command(job: Job, phase: Phase) -> tuple[list[str], list[str]]:
     script = "prepare.py" if phase is Phase.PREPARE else "main.py"
-    argv = [_literal(arg) for arg in job.argv]
-    if not _multi_node(job, phase):
-        return ["python", script], argv
-    # torchrun itself, through the image's python: a torchrun script on PATH may belong to
-    # another interpreter than the one benchkit is installed in
-    return ["python", "-m", "torch.distributed.run"], [
-        "--nnodes", str(job.nodes),
-        "--nproc-per-node", str(max(1, len(job.devices))),
-        "--node-rank", "$(JOB_COMPLETION_INDEX)",
-        "--rdzv-backend", "c10d",
-        "--rdzv-endpoint", f"{name}-0.{name}:{RDZV_PORT}",
-        script,
-        *argv,
-    ]  # fmt: skip
+    return ["python", script], [_literal(arg) for arg in job.argv]
 
 
 def device_resource(spec: vendors.VendorSpec, settings: K8sSettings) -> str | None:
@@ -150,33 +163,68 @@ def device_resource(spec: vendors.VendorSpec, settings: K8sSettings) -> str | No
     return settings.resource_name or spec.k8s_resource
 
 
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)([A-Za-z]*)$")
+
+
+def scale_quantity(quantity: str, factor: int) -> str:
+    """``quantity`` times ``factor``, in the same unit (``64Gi`` × 8 = ``512Gi``, ``500m`` × 3 = ``1500m``)."""
+    match = _QUANTITY.fullmatch(quantity)
+    if match is None:
+        raise ConfigError(f"not a resource quantity: {quantity!r}", hint="e.g. 8, 500m, 64Gi")
+    number = Decimal(match[1]) * factor
+    text = format(number.normalize(), "f") if number != number.to_integral() else str(int(number))
+    return text + match[2]
+
+
+def per_device(spec: vendors.VendorSpec, settings: K8sSettings) -> dict[str, str]:
+    """Requests per device: the vendor table's, with the site's replacing them key by key."""
+    return {**spec.k8s_per_device, **settings.per_device}
+
+
 def _resources(
     job: Job, phase: Phase, spec: vendors.VendorSpec, settings: K8sSettings
 ) -> dict[str, Any]:
-    limits: dict[str, str] = {}
+    """Requests per device times the pod's devices; memory and huge pages limited at their request.
+
+    CPU gets no limit unless Guaranteed QoS is asked for (a CPU limit throttles data loaders);
+    a job without devices, and every prepare job, counts as one device.
+    """
+    running = phase is Phase.RUN
+    count = max(1, len(job.devices)) if running else 1
+    requests = {
+        key: scale_quantity(value, count)
+        for key, value in sorted(per_device(spec, settings).items())
+        # huge pages serve the accelerator runtime, which preparing data does not start
+        if running or not key.startswith("hugepages-")
+    }
+    limits = {k: v for k, v in requests.items() if k != "cpu" or settings.guaranteed}
     resource = device_resource(spec, settings)
     # preparing data needs no accelerator: it should not hold one or wait for one
-    if phase is Phase.RUN and resource is not None:
-        limits[resource] = str(max(1, len(job.devices)))
-        limits |= spec.k8s_extra_resources
-    limits |= settings.limits
-    return {"limits": limits} if limits else {}
+    if running and resource is not None:
+        limits[resource] = str(count)
+    if _multi_node(job, phase):
+        limits |= settings.rdma_resources
+    return {"requests": requests, "limits": limits}
 
 
 def _security(
-    spec: vendors.VendorSpec, settings: K8sSettings
+    job: Job, phase: Phase, spec: vendors.VendorSpec, settings: K8sSettings
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The pod's and the container's securityContext."""
+    """The pod's and the container's securityContext: the least the vendor (and RDMA) needs."""
     pod: dict[str, Any] = {}
     container: dict[str, Any] = {}
     capabilities: dict[str, list[str]] = {}
-    if spec.k8s_run_as_non_root:
+    add = list(spec.k8s_capabilities)
+    if settings.ipc_lock and _multi_node(job, phase):
+        add.append("IPC_LOCK")
+    # a capability only takes effect for root: runtimes grant no ambient capabilities
+    if spec.k8s_run_as_non_root and not add:
         uid = settings.run_as_user
         pod |= {"runAsNonRoot": True, "runAsUser": uid, "runAsGroup": uid, "fsGroup": uid}
         container["allowPrivilegeEscalation"] = False
         capabilities["drop"] = ["ALL"]
-    if spec.k8s_capabilities:
-        capabilities["add"] = list(spec.k8s_capabilities)
+    if add:
+        capabilities["add"] = add
     if capabilities:
         container["capabilities"] = capabilities
     if spec.k8s_seccomp is not None:
@@ -206,9 +254,9 @@ def job_manifest(
     spec = vendors.get(job.vendor)
     name = name or job_name(job, phase, run_id)
     labels = _labels(job, phase, run_id)
-    command, args = _command(job, phase, name)
+    command, args = _command(job, phase)
     read_only = phase is Phase.RUN
-    pod_security, container_security = _security(spec, settings)
+    pod_security, container_security = _security(job, phase, spec, settings)
     container: dict[str, Any] = {
         "name": CONTAINER,
         "image": job.image,
@@ -216,7 +264,7 @@ def job_manifest(
         "imagePullPolicy": "IfNotPresent",
         "command": command,
         "args": args,
-        "env": _environment(job, phase, run_id, spec),
+        "env": _environment(job, phase, run_id, name, spec, settings),
         "resources": _resources(job, phase, spec, settings),
         "volumeMounts": [
             {"name": "dshm", "mountPath": "/dev/shm"},
@@ -249,20 +297,27 @@ def job_manifest(
     optional: dict[str, Any] = {
         "tolerations": tolerations,
         "nodeSelector": dict(settings.node_selector),
-        "affinity": settings.affinity,
+        "affinity": _affinity(job, phase, name, settings),
         "priorityClassName": settings.priority_class,
         "imagePullSecrets": [{"name": s} for s in settings.image_pull_secrets],
         "serviceAccountName": settings.service_account,
         "securityContext": pod_security,
-        "hostIPC": True if spec.k8s_host_ipc and phase is Phase.RUN else None,
+        "hostIPC": True if settings.host_ipc and phase is Phase.RUN else None,
     }
     pod |= {k: v for k, v in optional.items() if v}
     job_spec: dict[str, Any] = {
         "backoffLimit": settings.backoff_limit,
-        "activeDeadlineSeconds": math.ceil(job.max_duration),
+        # a backstop for Jobs applied without mbctl: the backend's own clock starts when the pod
+        # runs, and this one when the Job starts (or Kueue resumes it), before pulls and scheduling
+        "activeDeadlineSeconds": math.ceil(job.max_duration + settings.queue_timeout),
         "ttlSecondsAfterFinished": settings.ttl_seconds,
         "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
     }
+    job_labels = dict(labels)
+    if settings.queue_name:
+        # Kueue admits the whole Job (all its pods) as one workload and then resumes it
+        job_labels[QUEUE_LABEL] = settings.queue_name
+        job_spec["suspend"] = True
     if _multi_node(job, phase):
         pod["subdomain"] = name
         job_spec |= {
@@ -273,9 +328,53 @@ def job_manifest(
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": {"name": name, "namespace": settings.namespace, "labels": labels},
+        "metadata": {"name": name, "namespace": settings.namespace, "labels": job_labels},
         "spec": job_spec,
     }
+
+
+def _affinity(job: Job, phase: Phase, name: str, settings: K8sSettings) -> dict[str, Any] | None:
+    """The site's affinity, plus one rank per node for a multi-node job (required, not preferred:
+    two ranks on one machine would measure a single node under a multi-node name)."""
+    affinity = dict(settings.affinity or {})
+    if not _multi_node(job, phase):
+        return affinity or None
+    spread = {
+        "labelSelector": {"matchLabels": {JOB_NAME_LABEL: name}},
+        "topologyKey": "kubernetes.io/hostname",
+    }
+    anti = dict(affinity.get("podAntiAffinity") or {})
+    required = list(anti.get("requiredDuringSchedulingIgnoredDuringExecution") or [])
+    anti["requiredDuringSchedulingIgnoredDuringExecution"] = [*required, spread]
+    return affinity | {"podAntiAffinity": anti}
+
+
+def pod_security_level(pod: Mapping[str, Any]) -> str:
+    """The least Pod Security Standards level that admits ``pod`` (a pod spec), for the fields
+    mbctl writes: host namespaces, capabilities, privilege escalation, user, seccomp, volumes."""
+    if any(pod.get(k) for k in ("hostIPC", "hostPID", "hostNetwork")) or any(
+        "hostPath" in v for v in pod.get("volumes") or []
+    ):
+        return "privileged"
+    pod_ctx = pod.get("securityContext") or {}
+    level = "restricted"
+    for container in pod.get("containers") or []:
+        ctx = container.get("securityContext") or {}
+        caps = ctx.get("capabilities") or {}
+        added = set(caps.get("add") or [])
+        seccomp = (ctx.get("seccompProfile") or pod_ctx.get("seccompProfile") or {}).get("type")
+        if ctx.get("privileged") or added - BASELINE_CAPABILITIES or seccomp == "Unconfined":
+            return "privileged"
+        non_root = ctx.get("runAsNonRoot", pod_ctx.get("runAsNonRoot"))
+        if (
+            added - {"NET_BIND_SERVICE"}
+            or "ALL" not in (caps.get("drop") or [])
+            or ctx.get("allowPrivilegeEscalation") is not False
+            or non_root is not True
+            or seccomp not in ("RuntimeDefault", "Localhost")
+        ):
+            level = "baseline"
+    return level
 
 
 def needs_service(job: Job, phase: Phase = Phase.RUN) -> bool:
@@ -284,18 +383,33 @@ def needs_service(job: Job, phase: Phase = Phase.RUN) -> bool:
 
 
 def service_manifest(
-    job: Job, settings: K8sSettings, *, run_id: str, name: str | None = None
+    job: Job,
+    settings: K8sSettings,
+    *,
+    run_id: str,
+    name: str | None = None,
+    owner_uid: str | None = None,
 ) -> Manifest:
-    """The headless Service giving pod ``<name>-<i>`` the DNS name ``<name>-<i>.<name>``."""
+    """The headless Service giving pod ``<name>-<i>`` the DNS name ``<name>-<i>.<name>``.
+
+    With ``owner_uid`` (the created Job's) the Service is the Job's: deleting the Job, by mbctl,
+    its TTL or a person, garbage-collects it.
+    """
     name = name or job_name(job, Phase.RUN, run_id)
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": settings.namespace,
+        "labels": _labels(job, Phase.RUN, run_id),
+    }
+    if owner_uid is not None:
+        metadata["ownerReferences"] = [
+            {"apiVersion": "batch/v1", "kind": "Job", "name": name, "uid": owner_uid,
+             "blockOwnerDeletion": False}
+        ]  # fmt: skip
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {
-            "name": name,
-            "namespace": settings.namespace,
-            "labels": _labels(job, Phase.RUN, run_id),
-        },
+        "metadata": metadata,
         "spec": {
             "clusterIP": "None",
             "selector": {JOB_NAME_LABEL: name},
@@ -308,11 +422,15 @@ def service_manifest(
     }
 
 
-def namespace_manifest(settings: K8sSettings) -> Manifest:
+def namespace_manifest(settings: K8sSettings, level: str = "restricted") -> Manifest:
+    """The namespace, enforcing Pod Security ``level`` (what its pods need, nothing more)."""
+    security = {f"{PSS_LABEL}{mode}": level for mode in ("enforce", "audit", "warn")} | {
+        f"{PSS_LABEL}enforce-version": "latest"
+    }
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": settings.namespace, "labels": dict(MANAGED_BY)},
+        "metadata": {"name": settings.namespace, "labels": {**MANAGED_BY, **security}},
     }
 
 
@@ -358,6 +476,7 @@ def rbac_manifests(settings: K8sSettings) -> list[Manifest]:
         {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},
         {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get"]},
     ]
+    cluster_meta = {"name": NODE_READER, "labels": dict(MANAGED_BY)}
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta()},
         {
@@ -371,6 +490,31 @@ def rbac_manifests(settings: K8sSettings) -> list[Manifest]:
             "kind": "RoleBinding",
             "metadata": meta(),
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": RBAC_NAME},
+            "subjects": [
+                {"kind": "ServiceAccount", "name": RBAC_NAME, "namespace": settings.namespace}
+            ],
+        },
+        # which node ran a job, its accelerator labels and allocatable devices (results name the
+        # hardware), and the namespace's Pod Security level (checked before anything is created)
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": cluster_meta,
+            "rules": [
+                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]},
+                {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get"]},
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRoleBinding",
+            # cluster-scoped: one per namespace that runs mbctl
+            "metadata": {**cluster_meta, "name": f"{NODE_READER}-{settings.namespace}"},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": NODE_READER,
+            },
             "subjects": [
                 {"kind": "ServiceAccount", "name": RBAC_NAME, "namespace": settings.namespace}
             ],
@@ -396,12 +540,15 @@ def render_bundle(
             f"no image for {', '.join(missing)}",
             hint="pass --lock FILE, --image-registry REGISTRY or --image BENCH=REF",
         )
-    objects = [namespace_manifest(settings), pvc_manifest(settings), *rbac_manifests(settings)]
+    objects = [pvc_manifest(settings), *rbac_manifests(settings)]
+    jobs: list[Manifest] = []
     for job in plan.jobs:
         name = job_name(job, phase)
         if needs_service(job, phase):
             objects.append(service_manifest(job, settings, run_id=plan.suite, name=name))
-        objects.append(job_manifest(job, settings, phase, run_id=plan.suite, name=name))
+        jobs.append(job_manifest(job, settings, phase, run_id=plan.suite, name=name))
+    level = bundle_security_level(jobs)
+    objects = [namespace_manifest(settings, level), *objects, *jobs]
     bundle: dict[str, Manifest] = {}
     for manifest in objects:
         file = _file_name(manifest)
@@ -412,6 +559,22 @@ def render_bundle(
             )
         bundle[file] = manifest
     return bundle
+
+
+def needed_security_level(vendor: str, settings: K8sSettings) -> str:
+    """The Pod Security level ``vendor``'s run pods need with ``settings``, on one node or several."""
+    probes = [
+        Job(id=f"probe.{tag}", bench="probe", tag=tag, definition="probe", vendor=vendor,
+            devices=("0",), plan=plan, nodes=nodes, max_duration=1, image="probe")
+        for tag, plan, nodes in (("D0", "per_gpu", 1), ("N2", "nodes", 2))
+    ]  # fmt: skip
+    return bundle_security_level(job_manifest(j, settings, run_id="probe") for j in probes)
+
+
+def bundle_security_level(jobs: Iterable[Manifest]) -> str:
+    """The Pod Security level a namespace must allow for every Job of ``jobs`` to create pods."""
+    levels = [pod_security_level(m["spec"]["template"]["spec"]) for m in jobs]
+    return max(levels, key=PSS_LEVELS.index, default=PSS_LEVELS[0])
 
 
 def kustomization(files: Iterable[str]) -> Manifest:

@@ -1,4 +1,4 @@
-"""Kubernetes settings (``--k8s-config`` YAML): namespace, storage, scheduling, limits, clean-up."""
+"""Kubernetes settings (``--k8s-config`` YAML): namespace, storage, scheduling, resources, queueing, clean-up."""
 
 from __future__ import annotations
 
@@ -35,6 +35,8 @@ DnsName = Annotated[
 ]
 
 _AFFINITY_KEYS = frozenset({"nodeAffinity", "podAffinity", "podAntiAffinity"})
+#: What a site may scale per device: the vendor table gives the defaults (docs/kubernetes.md).
+PER_DEVICE_KEYS = frozenset({"cpu", "memory", "hugepages-2Mi", "hugepages-1Gi"})
 
 
 class Toleration(BaseModel):
@@ -81,9 +83,36 @@ class K8sSettings(BaseModel):
     resource_name: str | None = Field(
         default=None, description="replaces the vendor's device resource, e.g. gpu.intel.com/xe"
     )
-    limits: dict[str, Quantity] = Field(
+    per_device: dict[str, Quantity] = Field(
         default_factory=dict,
-        description="container limits added to the vendor's (memory, cpu, hugepages-2Mi)",
+        description="requests per device (cpu, memory, hugepages-2Mi/1Gi) replacing the vendor's, key by key",
+    )
+    guaranteed: bool = Field(
+        default=False,
+        description="Guaranteed QoS: cpu limit = cpu request (whole CPUs for the static CPU manager)",
+    )
+    queue_name: DnsName | None = Field(
+        default=None,
+        description="Kueue LocalQueue: Jobs are created suspended and started when Kueue admits them",
+    )
+    queue_timeout: PositiveFloat = Field(
+        default=3600.0,
+        description="seconds a job may wait for admission, scheduling and image pulls before it is reported as queued",
+    )
+    rendezvous_timeout: PositiveInt = Field(
+        default=900,
+        description="seconds the ranks of a multi-node job wait for each other (covers image pulls on slow nodes)",
+    )
+    rdma_resources: dict[str, Quantity] = Field(
+        default_factory=dict,
+        description="extended resources each multi-node pod adds, e.g. rdma/rdma_shared_device_a: 1",
+    )
+    ipc_lock: bool = Field(
+        default=False, description="add IPC_LOCK to multi-node pods (RDMA pins memory)"
+    )
+    host_ipc: bool = Field(
+        default=False,
+        description="share the node's IPC namespace (Gaudi across pods); needs the privileged level",
     )
     run_as_user: PositiveInt = Field(
         default=1000, description="uid/gid of vendors that allow non-root pods"
@@ -94,10 +123,6 @@ class K8sSettings(BaseModel):
     )
     backoff_limit: NonNegativeInt = 0
     ttl_seconds: NonNegativeInt = Field(default=3600, description="ttlSecondsAfterFinished")
-    pending_timeout: PositiveFloat = Field(
-        default=300.0,
-        description="seconds a pod may stay Pending before the job is reported as stuck",
-    )
 
     @field_validator("affinity")
     @classmethod
@@ -106,6 +131,16 @@ class K8sSettings(BaseModel):
         if unknown:
             raise ValueError(
                 f"unknown affinity kind(s) {unknown}; expected {sorted(_AFFINITY_KEYS)}"
+            )
+        return value
+
+    @field_validator("per_device")
+    @classmethod
+    def _per_device_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        unknown = sorted(set(value) - PER_DEVICE_KEYS)
+        if unknown:
+            raise ValueError(
+                f"cannot scale {unknown} per device; expected {sorted(PER_DEVICE_KEYS)}"
             )
         return value
 
