@@ -44,10 +44,7 @@ NOT_YET_ALIGNED = frozenset(
         # parity helper (this branch): removed as each is aligned
         "vjepa-single",
         "vjepa-gpus",
-        "resnet50",
         "lightning-gpus",
-        "convnext_large-tf32-fp16",
-        "regnet_y_128gf",
         "dinov2-giant-gpus",
     }
 )

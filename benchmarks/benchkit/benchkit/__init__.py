@@ -17,6 +17,7 @@ from .lifecycle import Terminated, main, session, versions
 from .loop import TimedLoop
 from .precision import PRECISIONS, precision_settings
 from .protocol import PROTOCOL_VERSION, Emitter, emit
+from .steps import StepLoop, to_device
 from .telemetry import GpuMonitor, amd_reading, nvml_reading, start_telemetry, visible_devices
 from .text import SPECIAL_TOKENS, Lexicon, train_tokenizer
 
@@ -24,6 +25,7 @@ __all__ = [
     "PRECISIONS",
     "PROTOCOL_VERSION",
     "SPECIAL_TOKENS",
+    "StepLoop",
     "Emitter",
     "GpuMonitor",
     "Lexicon",
@@ -57,6 +59,7 @@ __all__ = [
     "start_telemetry",
     "synchronizer",
     "torch_device",
+    "to_device",
     "train_tokenizer",
     "versions",
     "visible_devices",
