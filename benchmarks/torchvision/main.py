@@ -40,9 +40,7 @@ def train(args: argparse.Namespace) -> None:
             device=device,
         )
 
-    steps = benchkit.StepLoop(
-        batches, args, device=device, units="images/s", optimizer=optimizer
-    )
+    steps = benchkit.StepLoop(batches, args, device=device, units="images/s", optimizer=optimizer)
     for images, labels in steps:
         with steps.autocast():
             loss = criterion(model(images), labels)
