@@ -78,6 +78,8 @@ class Plan(BaseModel):
 def _skip_reason(
     bench: Benchmark, vendor: Vendor, devices: Sequence[Device], nodes: int
 ) -> str | None:
+    if bench.status == "planned":
+        return "not built yet"
     if not bench.enabled:
         return "disabled in the suite"
     if bench.vendors is not None and vendor not in bench.vendors:
