@@ -11,7 +11,6 @@ and again by a DataLoader with ``--num-workers`` processes.
 from __future__ import annotations
 
 import argparse
-import contextlib
 
 import benchkit
 import torch
@@ -61,35 +60,20 @@ def make_config(args: argparse.Namespace) -> BertConfig:
 def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     device = benchkit.torch_device(args.device)
-    tf32, amp_dtype = benchkit.precision_settings(args.precision, device)
-    benchkit.set_tf32(tf32)
-
     config = make_config(args)
     model = BertForMaskedLM(config).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
-    autocast = (
-        torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
-    )
-
-    loop = benchkit.TimedLoop(
+    steps = benchkit.StepLoop(
         loader(args, config.vocab_size),
-        batch_size=args.batch_size,
+        args,
+        device=device,
         units="sentences/s",
-        warmup=args.warmup,
-        measures=args.measures,
-        every=args.every,
-        sync=benchkit.synchronizer(device),
+        optimizer=optimizer,
     )
-    for batch in loop:
-        batch = {k: v.to(device) for k, v in batch.items()}
-        optimizer.zero_grad(set_to_none=True)
-        with autocast:
+    for batch in steps:
+        with steps.autocast():
             loss = model(**batch).loss
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        loop.log_loss(loss.detach())
+        steps.step(loss)
 
 
 def parser() -> argparse.ArgumentParser:

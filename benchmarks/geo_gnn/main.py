@@ -165,23 +165,14 @@ def train(args: argparse.Namespace) -> None:
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, T_max=args.epochs * len(loader)
     )
-    loop = benchkit.TimedLoop(
-        loader,
-        batch_size=args.batch_size,
-        units="molecules/s",
-        warmup=args.warmup,
-        measures=args.measures,
-        every=args.every,
-        sync=benchkit.synchronizer(device),
+    # torch-geometric batches are not tensors: moved in the loop body, inside the timing.
+    steps = benchkit.StepLoop(
+        loader, args, device=device, units="molecules/s", optimizer=optimizer, move=False
     )
-    for batch in loop:
+    for batch in steps:
         batch = batch.to(device, non_blocking=True)
-        loss = criterion(model(batch), (batch.y - mean) / std)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        steps.step(criterion(model(batch), (batch.y - mean) / std))
         schedule.step()
-        loop.log_loss(loss.detach())
 
 
 def parser() -> argparse.ArgumentParser:

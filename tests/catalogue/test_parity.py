@@ -20,16 +20,6 @@ from orchestrator import config
 #: end empty (the lead removes it at merge when it is).
 NOT_YET_ALIGNED = frozenset(
     {
-        # models helper
-        "reformer",
-        "bert-tf32-fp16",
-        "llama",
-        "llava-single",
-        "torchatari",
-        "ppo",
-        "brax",
-        "pna",
-        "dimenet",
         # nodes helper
         "llm-lora-single",
         "llm-lora-ddp-gpus",
