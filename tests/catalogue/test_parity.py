@@ -44,7 +44,6 @@ NOT_YET_ALIGNED = frozenset(
         # parity helper (this branch): removed as each is aligned
         "vjepa-single",
         "vjepa-gpus",
-        "dinov2-giant-gpus",
     }
 )
 PARITY_KEYS = {"milabench", "argv", "options", "deviation"}
