@@ -41,9 +41,6 @@ NOT_YET_ALIGNED = frozenset(
         "diffusion-nodes",
         "rlhf-single",
         "recursiongfn",
-        # parity helper (this branch): removed as each is aligned
-        "vjepa-single",
-        "vjepa-gpus",
     }
 )
 PARITY_KEYS = {"milabench", "argv", "options", "deviation"}
