@@ -119,7 +119,9 @@ def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
     suite = load_suite(req)
     target = resolve_target(req.vendor, req.devices)
     backend_name, notes = choose_backend(req.backend)
-    plan = make_plan(suite, vendor=target.vendor, devices=target.devices)
+    # Jobs of the local and docker backends share this host's CPUs (OMP_NUM_THREADS per job).
+    cpus = os.cpu_count() if backend_name in ("local", "docker") else None
+    plan = make_plan(suite, vendor=target.vendor, devices=target.devices, cpus=cpus)
     if backend_name != "local":
         planned = {job.bench for job in plan.jobs}
         try:
@@ -129,7 +131,9 @@ def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
                 raise
             backend_name, notes = "local", [f"backend: local (docker engine reachable, but {exc})"]
         else:
-            plan = make_plan(suite, vendor=target.vendor, devices=target.devices, images=refs)
+            plan = make_plan(
+                suite, vendor=target.vendor, devices=target.devices, images=refs, cpus=cpus
+            )
     if backend_name == "docker":
         notes += _leftover_notes(req)
     if phase is Phase.PREPARE:
