@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -33,7 +33,9 @@ ArgValue = Scalar | list[str | int | float]
 
 BENCH_KEYS_NOT_INHERITED = frozenset({"inherits"})
 #: Keys a profile may not change: they decide identity and scoring, not size.
-PROFILE_FORBIDDEN = frozenset({"name", "definition", "weight", "enabled", "inherits", "profiles"})
+PROFILE_FORBIDDEN = frozenset(
+    {"name", "definition", "weight", "enabled", "status", "inherits", "profiles"}
+)
 
 
 class _Model(BaseModel):
@@ -89,6 +91,10 @@ class Benchmark(_Model):
     vendors: tuple[Vendor, ...] | None = Field(default=None, description="None: every vendor")
     requires: Requires = Requires()
     enabled: bool = True
+    status: Literal["ready", "planned"] = Field(
+        default="ready",
+        description="planned: not built yet; planned as skipped and scored 0, never dropped",
+    )
 
     @field_validator("env", mode="before")
     @classmethod

@@ -210,7 +210,8 @@ def image_names(suite: Suite, vendor: str | Vendor) -> list[str]:
     names: list[str] = []
     for bench in suite.benchmarks:
         supported = bench.vendors is None or spec.vendor in bench.vendors
-        if supported and bench.definition not in names:
+        # A planned benchmark (not built yet) has no code to put in an image.
+        if supported and bench.status == "ready" and bench.definition not in names:
             names.append(bench.definition)
     return names
 

@@ -1,47 +1,53 @@
 """BERT masked-language-model training throughput (sentences/s) with transformers, synthetic sentences.
 
-The model is built from a ``BertConfig`` (bert-base by default, 116M parameters) with random
-weights; sentences are random token ids with 15 % of positions masked, as in BERT pre-training.
-``--precision`` names the TF32 switch and the autocast dtype (fp32, tf32, fp16, bf16, tf32-fp16).
+Milabench's ``huggingface`` benchmark with ``--model Bert``: ``AutoModelForMaskedLM`` of the
+default ``BertConfig`` (bert-base, 110M parameters) with random weights, trained with Adam under
+``--precision`` (the TF32 switch and the autocast dtype its name says: fp32, tf32, fp16, bf16,
+tf32-fp16). As there, a batch's sentences are random token ids with random labels at every
+position (the MLM loss over the whole sequence), the same ``--batch-size`` samples served again
+and again by a DataLoader with ``--num-workers`` processes.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 
 import benchkit
 import torch
 from transformers import BertConfig, BertForMaskedLM
 
-IGNORE_INDEX = -100  # positions the MLM loss skips (transformers' convention)
+
+class RepeatedSamples(torch.utils.data.Dataset):
+    """``len(samples)`` fixed samples, served ``repeat`` times over (Milabench's SyntheticData)."""
+
+    def __init__(self, samples: list[dict[str, torch.Tensor]], repeat: int = 100000) -> None:
+        self.samples = samples
+        self.repeat = repeat
+
+    def __len__(self) -> int:
+        return len(self.samples) * self.repeat
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        return self.samples[index % len(self.samples)]
 
 
-def masked_batches(
-    args: argparse.Namespace, config: BertConfig, device: torch.device
-) -> list[dict[str, torch.Tensor]]:
+def loader(args: argparse.Namespace, vocab: int) -> torch.utils.data.DataLoader:
     generator = torch.Generator().manual_seed(args.seed)
-    batches = []
-    for _ in range(args.synthetic_batches):
-        # Ids up to [MASK] are padding and special tokens in BERT's vocabulary.
-        shape = (args.batch_size, args.seq_len)
-        tokens = torch.randint(
-            args.mask_token_id + 1, config.vocab_size, shape, generator=generator
-        )
-        chosen = torch.rand(tokens.shape, generator=generator) < args.mask_prob
-        labels = torch.where(chosen, tokens, IGNORE_INDEX)
-        inputs = torch.where(chosen, args.mask_token_id, tokens)
-        batches.append({"input_ids": inputs.to(device), "labels": labels.to(device)})
-    return batches
+    samples = [
+        {
+            "input_ids": torch.randint(0, vocab, (args.seq_len,), generator=generator),
+            "labels": torch.randint(0, vocab, (args.seq_len,), generator=generator),
+        }
+        for _ in range(args.batch_size)
+    ]
+    return torch.utils.data.DataLoader(
+        RepeatedSamples(samples), batch_size=args.batch_size, num_workers=args.num_workers
+    )
 
 
-def train(args: argparse.Namespace) -> None:
-    torch.manual_seed(args.seed)
-    device = benchkit.torch_device(args.device)
-    tf32, amp_dtype = benchkit.precision_settings(args.precision, device)
-    benchkit.set_tf32(tf32)
-
-    config = BertConfig(
+def make_config(args: argparse.Namespace) -> BertConfig:
+    """The default BertConfig (bert-base) with the sizes of the command line (its defaults: the same)."""
+    return BertConfig(
         vocab_size=args.vocab_size,
         hidden_size=args.hidden,
         num_hidden_layers=args.layers,
@@ -49,30 +55,25 @@ def train(args: argparse.Namespace) -> None:
         intermediate_size=4 * args.hidden,
         max_position_embeddings=max(512, args.seq_len),
     )
+
+
+def train(args: argparse.Namespace) -> None:
+    torch.manual_seed(args.seed)
+    device = benchkit.torch_device(args.device)
+    config = make_config(args)
     model = BertForMaskedLM(config).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
-    autocast = (
-        torch.autocast(device.type, dtype=amp_dtype) if amp_dtype else contextlib.nullcontext()
-    )
-
-    loop = benchkit.TimedLoop(
-        masked_batches(args, config, device),
-        batch_size=args.batch_size,
+    steps = benchkit.StepLoop(
+        loader(args, config.vocab_size),
+        args,
+        device=device,
         units="sentences/s",
-        warmup=args.warmup,
-        measures=args.measures,
-        every=args.every,
-        sync=benchkit.synchronizer(device),
+        optimizer=optimizer,
     )
-    for batch in loop:
-        optimizer.zero_grad(set_to_none=True)
-        with autocast:
+    for batch in steps:
+        with steps.autocast():
             loss = model(**batch).loss
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        loop.log_loss(loss.detach())
+        steps.step(loss)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -85,10 +86,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, default=768)
     p.add_argument("--layers", type=int, default=12)
     p.add_argument("--heads", type=int, default=12)
-    p.add_argument("--mask-prob", type=float, default=0.15)
-    p.add_argument("--mask-token-id", type=int, default=103, help="[MASK] in bert-base-uncased")
-    p.add_argument("--synthetic-batches", type=int, default=8, help="distinct on-device batches")
-    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--num-workers", type=int, default=8, help="DataLoader processes")
+    p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate (Milabench's)")
     return p
 
 

@@ -2,8 +2,10 @@
 
 Nothing can be downloaded here, so the pairs are generated: COCO-sized JPEGs of smooth colour
 fields with sensor-like noise (they compress and decode like photographs, not like static) and
-short questions of made-up words (``What is the ... ?``, 6 to 12 words). Kept free of torch so
-that ``prepare.py`` answers at once when the data is there.
+A-OKVQA's conversation turns in The Cauldron's layout: a short question of made-up words
+(``What is the ... ?``, 6 to 12 words) followed by four lettered choices and ``Answer with the
+letter.``, and the answer ``Answer: B``. Kept free of torch so that ``prepare.py`` answers at
+once when the data is there.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import benchkit
 from benchkit import Lexicon, train_tokenizer
 
 # Bumped when the generator changes, so caches made by older code are not reused.
-VERSION = 1
+VERSION = 2
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,14 +53,27 @@ def question(lexicon: Lexicon, rng: random.Random) -> str:
     return f"{start} {' '.join(lexicon.sample(rng.randint(3, 8)))} ?"
 
 
+def turn(lexicon: Lexicon, rng: random.Random) -> dict[str, str]:
+    """One A-OKVQA turn: the question (the inference workload's prompt), choices, the answer."""
+    choices = "\n".join(
+        f"{letter}. {' '.join(lexicon.sample(rng.randint(1, 3)))}" for letter in "ABCD"
+    )
+    text = question(lexicon, rng)
+    return {
+        "question": text,
+        "user": f"{text}\nChoices:\n{choices}\nAnswer with the letter.",
+        "assistant": f"Answer: {rng.choice('ABCD')}",
+    }
+
+
 def generate(spec: dict[str, Any]) -> Callable[[Path], None]:
     def run(root: Path) -> None:
         rng = random.Random(spec["seed"])
         lexicon = Lexicon(spec["lexicon"], rng)
-        questions = [question(lexicon, rng) for _ in range(spec["pairs"])]
-        (root / "questions.json").write_text(json.dumps(questions, indent=1))
+        turns = [turn(lexicon, rng) for _ in range(spec["pairs"])]
+        (root / "questions.json").write_text(json.dumps(turns, indent=1))
         corpus = root / "corpus.txt"
-        corpus.write_text("\n".join(questions))
+        corpus.write_text("\n".join(f"{t['user']}\n{t['assistant']}" for t in turns))
         train_tokenizer(corpus, spec["tokenizer_vocab"], root / "tokenizer.json")
         corpus.unlink()
         (root / "images").mkdir()

@@ -1,12 +1,18 @@
-"""LLaVA-1.5 visual question answering throughput (images/s) with transformers, image-question pairs.
+"""LLaVA-1.5 throughput (images/s) with transformers: Milabench's fine-tuning step, or batched answering.
 
 A ``LlavaForConditionalGeneration`` built from the llava-1.5-7b configuration (CLIP ViT-L/14 at
-336 px, a two-layer projector, a Llama-2-7B language model) with random fp16 weights
-(``--checkpoint`` loads a local one instead) answers a batch of questions about images per step:
-DataLoader workers decode the JPEGs and run the CLIP image processor (resize, centre crop,
-normalise), the processor expands each ``<image>`` into its 576 patch tokens, and ``generate``
-writes ``--new-tokens`` tokens per answer. Random weights never stop early, so every step does
-the same work.
+336 px, a two-layer projector, a Llama-2-7B language model) with random weights
+(``--checkpoint`` loads a local one instead), on image-question pairs shaped like The
+Cauldron's A-OKVQA.
+
+``--workload train`` is Milabench's llava-single: the model in bf16 without autocast, AdamW
+(lr 5e-5) over every parameter; each step takes one image and its conversation
+(``<image>\nHuman: ...\nAssistant: ...``) from a shuffling DataLoader whose workers decode the
+JPEGs, runs the LLaVA processor on it in the loop (CLIP processing, 576 image tokens), and takes
+a full fine-tuning step: the language-model loss on the whole sequence (padding ignored),
+backward, gradients clipped to norm 1, optimizer step.
+``--workload generate`` answers batches of questions: the processor runs in the DataLoader
+workers and ``generate`` writes exactly ``--new-tokens`` tokens per answer.
 """
 
 from __future__ import annotations
@@ -34,19 +40,27 @@ PROMPT = "USER: <image>\n{question} ASSISTANT:"
 
 
 class Questions(torch.utils.data.Dataset):
-    def __init__(self, root: str) -> None:
+    """(image, text) pairs: the question prompt (generate) or the whole conversation (train)."""
+
+    def __init__(self, root: str, conversation: bool) -> None:
         with open(os.path.join(root, "questions.json")) as f:
-            self.questions = json.load(f)
+            turns = json.load(f)
+        if conversation:  # Milabench's apply_chat_template of one A-OKVQA turn
+            self.texts = [
+                f"<image>\nHuman: {t['user']}\nAssistant: {t['assistant']}" for t in turns
+            ]
+        else:
+            self.texts = [PROMPT.format(question=t["question"]) for t in turns]
         self.images = sorted(
             os.path.join(root, "images", f) for f in os.listdir(os.path.join(root, "images"))
         )
 
     def __len__(self) -> int:
-        return len(self.questions)
+        return len(self.texts)
 
     def __getitem__(self, index: int) -> tuple[Image.Image, str]:
         with Image.open(self.images[index]) as image:
-            return image.convert("RGB"), PROMPT.format(question=self.questions[index])
+            return image.convert("RGB"), self.texts[index]
 
 
 class Collate:
@@ -89,14 +103,10 @@ def make_processor(root: str, args: argparse.Namespace) -> LlavaProcessor:
     )
 
 
-def load_model(
-    args: argparse.Namespace, processor: LlavaProcessor
-) -> LlavaForConditionalGeneration:
-    dtype = DTYPES[args.dtype]
-    if args.checkpoint:
-        return LlavaForConditionalGeneration.from_pretrained(args.checkpoint, dtype=dtype)
+def make_config(args: argparse.Namespace, processor: LlavaProcessor) -> LlavaConfig:
+    """llava-1.5-7b's configuration (CLIP ViT-L/14-336, Llama-2-7B) at the given sizes."""
     tokenizer = processor.tokenizer
-    config = LlavaConfig(
+    return LlavaConfig(
         vision_config=CLIPVisionConfig(
             hidden_size=args.vision_hidden,
             intermediate_size=4 * args.vision_hidden,
@@ -122,25 +132,67 @@ def load_model(
         vision_feature_select_strategy="default",
         projector_hidden_act="gelu",
     )
-    # Built directly in the target dtype: a 7B model in fp32 first would need 28 GB for nothing.
+
+
+def load_model(
+    args: argparse.Namespace, processor: LlavaProcessor, device: torch.device
+) -> LlavaForConditionalGeneration:
+    dtype = DTYPES[args.dtype]
+    if args.checkpoint:
+        return LlavaForConditionalGeneration.from_pretrained(args.checkpoint, dtype=dtype).to(
+            device
+        )
+    # Allocated once, in the target dtype and on the device, then initialised there.
     with torch.device("meta"):
-        model = LlavaForConditionalGeneration(config)
-    model = model.to_empty(device="cpu").to(dtype)
+        model = LlavaForConditionalGeneration(make_config(args, processor)).to(dtype)
+    model = model.to_empty(device=device)
     model.init_weights()
     return model
 
 
-@torch.inference_mode()
-def train(args: argparse.Namespace) -> None:
-    torch.manual_seed(args.seed)
-    device = benchkit.torch_device(args.device)
-    root = str(benchkit.require_dataset(data.params(args)))
-    processor = make_processor(root, args)
-    model = load_model(args, processor).to(device).eval()
-    dtype = DTYPES[args.dtype]
+def first(batch: list[tuple[Image.Image, str]]) -> tuple[Image.Image, str]:
+    """Milabench's collate keeps PIL images as they are; its step uses the batch's first pair."""
+    return batch[0]
 
+
+def fine_tune(args: argparse.Namespace, root: str, device: torch.device) -> None:
+    processor = make_processor(root, args)
+    model = load_model(args, processor, device).train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr)
     loader = torch.utils.data.DataLoader(
-        Questions(root),
+        Questions(root, conversation=True),
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        collate_fn=first,
+        persistent_workers=args.workers > 0,
+    )
+    # The weights are already in --dtype: no autocast, as Milabench's Accelerator("no").
+    steps = benchkit.StepLoop(
+        loader,
+        args,
+        device=device,
+        units="images/s",
+        optimizer=optimizer,
+        precision="fp32",
+        clip_grad=args.clip_grad,
+        move=False,
+    )
+    pad = processor.tokenizer.pad_token_id
+    for image, text in steps:
+        inputs = processor(text=text, images=image, return_tensors="pt", padding=True)
+        inputs["labels"] = inputs["input_ids"].masked_fill(inputs["input_ids"] == pad, -100)
+        inputs = {k: v.to(device) for k, v in inputs.items()}
+        steps.step(model(**inputs).loss)
+
+
+@torch.inference_mode()
+def answer(args: argparse.Namespace, root: str, device: torch.device) -> None:
+    processor = make_processor(root, args)
+    model = load_model(args, processor, device).eval()
+    dtype = DTYPES[args.dtype]
+    loader = torch.utils.data.DataLoader(
+        Questions(root, conversation=False),
         batch_size=args.batch_size,
         shuffle=True,
         num_workers=args.workers,
@@ -171,14 +223,36 @@ def train(args: argparse.Namespace) -> None:
         loop.step_done(answers)
 
 
+def train(args: argparse.Namespace) -> None:
+    if args.workload == "train" and args.batch_size != 1:
+        raise ValueError("--workload train takes one image per step (Milabench's): --batch-size 1")
+    torch.manual_seed(args.seed)
+    device = benchkit.torch_device(args.device)
+    root = str(benchkit.require_dataset(data.params(args)))
+    (fine_tune if args.workload == "train" else answer)(args, root, device)
+
+
 def parser() -> argparse.ArgumentParser:
     p = benchkit.arg_parser(
-        "llava", __doc__.splitlines()[0], batch_size=8, warmup=3, measures=30, every=1
+        "llava", __doc__.splitlines()[0], batch_size=1, warmup=3, measures=30, every=1
     )
-    p.add_argument("--dtype", choices=sorted(DTYPES), default="fp16")
-    p.add_argument("--new-tokens", type=int, default=32, help="tokens generated per answer")
     p.add_argument(
-        "--workers", type=int, default=4, help="DataLoader processes (decode + CLIP processing)"
+        "--workload",
+        choices=["train", "generate"],
+        default="train",
+        help="Milabench's fine-tuning step or batched answering",
+    )
+    p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
+    p.add_argument("--lr", type=float, default=5e-5, help="train: AdamW learning rate")
+    p.add_argument("--clip-grad", type=float, default=1.0, help="train: gradient norm clip")
+    p.add_argument(
+        "--new-tokens", type=int, default=32, help="generate: tokens generated per answer"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=4,
+        help="DataLoader processes (decode; generate: CLIP processing too)",
     )
     p.add_argument(
         "--checkpoint", help="local Hugging Face checkpoint folder instead of random weights"

@@ -1,17 +1,19 @@
 """PPO training throughput (environment steps/s) in pure JAX on a Brax environment, PureJaxRL style.
 
-The single-file PPO of PureJaxRL (``ppo_continuous_action.py``, what Milabench's ppo benchmark
-runs) on Brax's ``hopper``: a flax actor-critic (two 256-unit tanh layers each, 139K parameters
-for hopper), thousands of environments stepped in lock-step inside ``jax.lax.scan``, GAE,
-clipped surrogate and value losses, optax Adam with gradient clipping, observation
-normalisation. One jitted call collects ``--num-steps`` steps in every environment and runs the
-update epochs over them; its steps are the unit of work.
+Milabench's ppo benchmark: the PPO of PureJaxRL (``ppo_continuous_action.py`` as Milabench's
+``purejaxrl/ppo.py`` runs it) on Brax's ``hopper`` with the ``positional`` backend, 128
+environments stepped in lock-step inside ``jax.lax.scan`` (episodes of 1,000 steps, automatic
+resets), observations and rewards normalised by running statistics as its
+``NormalizeVecObservation``/``NormalizeVecReward`` wrappers do, a flax actor-critic (two 256-unit
+tanh layers each, 139K parameters for hopper), GAE, clipped surrogate and value losses, optax
+Adam with gradient clipping. One jitted call collects ``--num-steps`` steps in every
+environment and runs the update epochs over them; its steps are the unit of work, and
+``--total-timesteps`` bounds the number of updates as in PureJaxRL.
 """
 
 from __future__ import annotations
 
 import argparse
-import itertools
 from typing import Any, NamedTuple
 
 import benchkit
@@ -57,38 +59,78 @@ def gaussian_log_prob(mean: jax.Array, log_std: jax.Array, action: jax.Array) ->
     )
 
 
-def normalise(obs: jax.Array, stats: tuple[jax.Array, jax.Array, jax.Array]) -> jax.Array:
-    _, mean, var = stats
-    return (obs - mean) / jnp.sqrt(var + 1e-8)
+class RunningStats(NamedTuple):
+    """Running mean and variance over batches (Welford), as PureJaxRL's normalising wrappers keep."""
+
+    count: jax.Array
+    mean: jax.Array
+    var: jax.Array
+
+    def update(self, batch: jax.Array) -> RunningStats:
+        batch_mean, batch_var, batch_count = batch.mean(0), batch.var(0), batch.shape[0]
+        delta = batch_mean - self.mean
+        total = self.count + batch_count
+        m2 = self.var * self.count + batch_var * batch_count
+        m2 = m2 + delta**2 * self.count * batch_count / total
+        return RunningStats(total, self.mean + delta * batch_count / total, m2 / total)
 
 
-def update_stats(
-    stats: tuple[jax.Array, jax.Array, jax.Array], obs: jax.Array
-) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Running mean and variance of observations (Welford over batches), as NormalizeVecObservation."""
-    count, mean, var = stats
-    batch_mean, batch_var, batch_count = obs.mean(0), obs.var(0), obs.shape[0]
-    delta = batch_mean - mean
-    total = count + batch_count
-    new_mean = mean + delta * batch_count / total
-    m2 = var * count + batch_var * batch_count + delta**2 * count * batch_count / total
-    return total, new_mean, m2 / total
+class EnvState(NamedTuple):
+    """The Brax state with NormalizeVecObservation's and NormalizeVecReward's statistics."""
+
+    brax: Any
+    obs: RunningStats
+    reward: RunningStats
+    returns: jax.Array  # discounted return of each environment, which rewards are scaled by
 
 
-def make_update(args: argparse.Namespace, env: envs.Env, network: ActorCritic) -> Any:
+def normalised(obs: jax.Array, stats: RunningStats) -> jax.Array:
+    return (obs - stats.mean) / jnp.sqrt(stats.var + 1e-8)
+
+
+def make_env(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """The wrapped environment's size, reset and step (normalised observations and rewards)."""
+    env = envs.training.wrap(
+        envs.get_environment(args.env, backend=args.backend), episode_length=args.episode_length
+    )
+
+    def reset(key: jax.Array) -> tuple[jax.Array, EnvState]:
+        brax_state = env.reset(jax.random.split(key, args.num_envs))
+        obs = brax_state.obs
+        size = obs.shape[-1]
+        start = RunningStats(jnp.asarray(1e-4), jnp.zeros(size), jnp.ones(size))
+        stats = start.update(obs)
+        reward = RunningStats(jnp.asarray(1e-4), jnp.asarray(0.0), jnp.asarray(1.0))
+        state = EnvState(brax_state, stats, reward, jnp.zeros(args.num_envs))
+        return normalised(obs, stats), state
+
+    def step(
+        state: EnvState, action: jax.Array
+    ) -> tuple[jax.Array, EnvState, jax.Array, jax.Array]:
+        brax_state = env.step(state.brax, jnp.clip(action, -1.0, 1.0))
+        done = brax_state.done > 0.5
+        obs_stats = state.obs.update(brax_state.obs)
+        returns = state.returns * args.gamma * (1 - done) + brax_state.reward
+        reward_stats = state.reward.update(returns)
+        state = EnvState(brax_state, obs_stats, reward_stats, returns)
+        reward = brax_state.reward / jnp.sqrt(reward_stats.var + 1e-8)
+        return normalised(brax_state.obs, obs_stats), state, reward, done
+
+    return env, reset, step
+
+
+def make_update(args: argparse.Namespace, step_env: Any, network: ActorCritic) -> Any:
     minibatch = args.num_envs * args.num_steps // args.num_minibatches
 
     def env_step(carry: Any, _: Any) -> tuple[Any, Transition]:
-        state, env_state, stats, rng = carry
+        state, env_state, obs, rng = carry
         rng, key = jax.random.split(rng)
-        obs = env_state.obs
-        mean, log_std, value = network.apply(state.params, normalise(obs, stats))
+        mean, log_std, value = network.apply(state.params, obs)
         action = mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape)
         log_prob = gaussian_log_prob(mean, log_std, action)
-        env_state = env.step(env_state, jnp.clip(action, -1.0, 1.0))
-        stats = update_stats(stats, env_state.obs)
-        transition = Transition(env_state.done, action, value, env_state.reward, log_prob, obs)
-        return (state, env_state, stats, rng), transition
+        next_obs, env_state, reward, done = step_env(env_state, action)
+        transition = Transition(done, action, value, reward, log_prob, obs)
+        return (state, env_state, next_obs, rng), transition
 
     def advantages(batch: Transition, last_value: jax.Array) -> tuple[jax.Array, jax.Array]:
         def step(
@@ -104,10 +146,8 @@ def make_update(args: argparse.Namespace, env: envs.Env, network: ActorCritic) -
         )
         return adv, adv + batch.value
 
-    def loss_fn(
-        params: Any, batch: Transition, adv: jax.Array, targets: jax.Array, stats: Any
-    ) -> jax.Array:
-        mean, log_std, value = network.apply(params, normalise(batch.obs, stats))
+    def loss_fn(params: Any, batch: Transition, adv: jax.Array, targets: jax.Array) -> jax.Array:
+        mean, log_std, value = network.apply(params, batch.obs)
         log_prob = gaussian_log_prob(mean, log_std, batch.action)
         clipped_value = batch.value + (value - batch.value).clip(-args.clip_eps, args.clip_eps)
         value_loss = (
@@ -123,8 +163,8 @@ def make_update(args: argparse.Namespace, env: envs.Env, network: ActorCritic) -
 
     def update(carry: Any) -> tuple[Any, jax.Array]:
         carry, batch = jax.lax.scan(env_step, carry, None, args.num_steps)
-        state, env_state, stats, rng = carry
-        _, _, last_value = network.apply(state.params, normalise(env_state.obs, stats))
+        state, env_state, obs, rng = carry
+        _, _, last_value = network.apply(state.params, obs)
         adv, targets = advantages(batch, last_value)
 
         def epoch(
@@ -141,16 +181,21 @@ def make_update(args: argparse.Namespace, env: envs.Env, network: ActorCritic) -
             )
 
             def minibatch_step(state: TrainState, mb: Any) -> tuple[TrainState, jax.Array]:
-                loss, grads = jax.value_and_grad(loss_fn)(state.params, *mb, stats)
+                loss, grads = jax.value_and_grad(loss_fn)(state.params, *mb)
                 return state.apply_gradients(grads=grads), loss
 
             state, losses = jax.lax.scan(minibatch_step, state, shards)
             return (state, rng), losses.mean()
 
         (state, rng), losses = jax.lax.scan(epoch, (state, rng), None, args.update_epochs)
-        return (state, env_state, stats, rng), losses.mean()
+        return (state, env_state, obs, rng), losses.mean()
 
     return jax.jit(update, donate_argnums=0)
+
+
+def updates(args: argparse.Namespace) -> int:
+    """PureJaxRL's NUM_UPDATES: the updates that fit in --total-timesteps."""
+    return args.total_timesteps // args.num_steps // args.num_envs
 
 
 def train(args: argparse.Namespace) -> None:
@@ -158,7 +203,7 @@ def train(args: argparse.Namespace) -> None:
         jax.config.update("jax_platforms", args.device)
     if args.num_envs * args.num_steps % args.num_minibatches:
         raise ValueError("--num-envs x --num-steps must divide into --num-minibatches")
-    env = envs.training.wrap(envs.get_environment(args.env), episode_length=args.episode_length)
+    env, reset, step_env = make_env(args)
     rng, init_key, reset_key = jax.random.split(jax.random.PRNGKey(args.seed), 3)
     network = ActorCritic(env.action_size)
     state = TrainState.create(
@@ -168,19 +213,19 @@ def train(args: argparse.Namespace) -> None:
             optax.clip_by_global_norm(args.max_grad_norm), optax.adam(args.lr, eps=1e-5)
         ),
     )
-    env_state = jax.jit(env.reset)(jax.random.split(reset_key, args.num_envs))
-    stats = (jnp.asarray(1e-4), jnp.zeros(env.observation_size), jnp.ones(env.observation_size))
-    update = make_update(args, env, network)
+    obs, env_state = jax.jit(reset)(reset_key)
+    update = make_update(args, step_env, network)
 
-    carry = (state, env_state, stats, rng)
+    carry = (state, env_state, obs, rng)
     loop = benchkit.TimedLoop(
-        itertools.count(),  # updates until the loop has its measurements
+        range(updates(args)),
         batch_size=args.num_envs * args.num_steps,
         units="steps/s",
         warmup=args.warmup,
         measures=args.measures,
         every=args.every,
         sync=benchkit.jax_sync,
+        cycle=False,
     )
     for _ in loop:
         carry, loss = update(carry)
@@ -189,13 +234,17 @@ def train(args: argparse.Namespace) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = benchkit.arg_parser(
-        "ppo", __doc__.splitlines()[0], batch_size=1, warmup=3, measures=30, every=10
+        "ppo", __doc__.splitlines()[0], batch_size=1, warmup=3, measures=30, every=1
     )
     p.add_argument("--env", default="hopper", help="a brax.envs name (fast: a trivial test env)")
-    p.add_argument("--num-envs", type=int, default=2048)
+    p.add_argument("--backend", default="positional", help="Brax physics pipeline")
+    p.add_argument("--num-envs", type=int, default=128)
     p.add_argument("--num-steps", type=int, default=10, help="steps per environment per update")
     p.add_argument("--num-minibatches", type=int, default=32)
     p.add_argument("--update-epochs", type=int, default=4)
+    p.add_argument(
+        "--total-timesteps", type=int, default=2_000_000, help="bounds the number of updates"
+    )
     p.add_argument("--episode-length", type=int, default=1000)
     p.add_argument("--lr", type=float, default=3e-4)
     p.add_argument("--gamma", type=float, default=0.99)

@@ -44,7 +44,7 @@ def test_every_profile_argv_parses(bench_python: Path) -> None:
     for suite in ("standard", "precision"):
         for profile in (None, "tiny", "full"):
             loaded = config.load_suite(BENCHMARKS / "suites" / f"{suite}.yaml", profile=profile)
-            for bench in loaded.benchmarks:
+            for bench in (b for b in loaded.benchmarks if b.status == "ready"):
                 folder = str(BENCHMARKS / bench.definition)
                 jobs.setdefault(folder, []).append(list(bench.command_args()))
     proc = subprocess.run(

@@ -77,7 +77,7 @@ def _ready_names() -> set[str]:
     names: set[str] = set()
     for suite, exclude in SUITES.items():
         loaded = config.load_suite(config.benchmarks_root() / "suites" / f"{suite}.yaml")
-        names |= set(loaded.names()) - set(exclude)
+        names |= {b.name for b in loaded.benchmarks if b.status == "ready"} - set(exclude)
     return names
 
 
