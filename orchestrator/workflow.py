@@ -44,6 +44,7 @@ class Request:
     kubeconfig: str | None = None
     k8s_config: Path | None = None
     keep: bool = False
+    slurm_config: Path | None = None
 
 
 @dataclass
@@ -120,7 +121,7 @@ def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
     target = resolve_target(req.vendor, req.devices)
     backend_name, notes = choose_backend(req.backend)
     plan = make_plan(suite, vendor=target.vendor, devices=target.devices)
-    if backend_name != "local":
+    if backend_name != "local" and _needs_images(backend_name, req):
         planned = {job.bench for job in plan.jobs}
         try:
             refs = job_images(req, suite, target.vendor, backend_name, planned)
@@ -135,6 +136,15 @@ def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
     if phase is Phase.PREPARE:
         plan = preparation_plan(plan, config.benchmarks_root())
     return Prepared(suite, target, plan, backend_name, notes)
+
+
+def _needs_images(backend_name: str, req: Request) -> bool:
+    """Whether jobs run in images: not on Slurm sites whose runtime is a plain virtualenv."""
+    if backend_name == "slurm":
+        from orchestrator.backends.slurm import Runtime, load_settings
+
+        return load_settings(req.slurm_config).runtime is not Runtime.NONE
+    return True
 
 
 def job_images(
@@ -188,6 +198,12 @@ def make_backend(name: str, req: Request) -> Backend:
 
         settings = load_settings(req.k8s_config, namespace=req.namespace)
         backend = cls(settings, kubeconfig=req.kubeconfig, keep=req.keep)
+    elif name == "slurm":
+        from orchestrator.backends.slurm import load_settings as load_slurm_settings
+
+        backend = cls(
+            load_slurm_settings(req.slurm_config), python=req.python, data_dir=req.data_dir
+        )
     else:
         backend = cls()
     backend.check()
@@ -223,7 +239,7 @@ def run(
         phase=phase,
     )
     sampling: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
-    if prepared.backend_name != "kubernetes":  # cluster nodes are not this host
+    if prepared.backend_name not in ("kubernetes", "slurm"):  # cluster nodes are not this host
         from orchestrator import telemetry
 
         sampling = telemetry.recording(rundir.path, prepared.target.vendor)
