@@ -3,7 +3,7 @@
 set -euo pipefail
 want=(docker.io docker-registry docker-compose debootstrap apache2-utils)
 # the Slurm backend's tests: a one-node cluster (slurm-up.sh) and Podman as a container runtime
-want+=(slurm-wlm munge podman)
+want+=(slurm-wlm munge podman catatonit)
 missing=()
 for pkg in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -47,6 +47,14 @@ def test_failed_job_keeps_its_exit_code() -> None:
     assert result.reason == "exited with code 3 (Slurm FAILED, NonZeroExitCode)"
 
 
+def test_slurm_time_limit_is_a_timeout() -> None:
+    info = captured("timeout")
+    assert (info.state, info.reason, info.time_limit) == ("TIMEOUT", "TimeLimit", "00:01:00")
+    result = judge(info)
+    assert result.status is Status.TIMEOUT
+    assert result.reason == "ran past its Slurm time limit of 00:01:00 (Slurm TIMEOUT, TimeLimit)"
+
+
 def test_signal_is_recorded_as_128_plus_signal() -> None:
     result = judge(captured("signal"))
     assert (result.return_code, result.status) == (137, Status.FAILED)
