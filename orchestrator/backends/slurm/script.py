@@ -45,7 +45,7 @@ PODMAN_DEVICE_FLAGS: dict[Vendor, tuple[str, ...]] = {
         "--security-opt=seccomp=unconfined",
         "--ipc=host",
     ),
-    Vendor.HPU: ("--runtime=habana", "--cap-add=SYS_NICE", "--ipc=host", "--network=host"),
+    Vendor.HPU: ("--runtime=habana", "--cap-add=SYS_NICE", "--ipc=host"),
     Vendor.XPU: ("--device=/dev/dri", "--ipc=host"),
 }
 #: Apptainer binds /dev already; CUDA and ROCm need their user-space libraries bound in.
@@ -180,6 +180,8 @@ def runtime_command(
                 f"--container-workdir={IMAGE_WORKDIR}",
                 # the user's ~/.local must not leak packages into the measured environment
                 "--no-container-mount-home",
+                # the images' ENTRYPOINT is `python main.py`: the command below says which script
+                "--no-container-entrypoint",
             ]
             return srun, ["python", script, *job.argv]
         case Runtime.APPTAINER:
@@ -204,13 +206,16 @@ def runtime_command(
                 "--rm",
                 # a real init as PID 1: signals reach the benchmark, DataLoader zombies are reaped
                 "--init",
+                # the node's own network: torchrun's store and NCCL/Gloo reach the other nodes
+                "--network=host",
                 *PODMAN_DEVICE_FLAGS[vendor],
                 *(f"--volume={m}" for m in mounts),
                 f"--workdir={IMAGE_WORKDIR}",
                 *(f"--env={name}" for name in env_names),
+                # the images' ENTRYPOINT is `python main.py`: the script is chosen here instead
+                "--entrypoint=python",
                 *settings.podman_args,
                 _image(job),
-                "python",
                 script,
                 *job.argv,
             ]
