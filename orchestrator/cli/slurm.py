@@ -62,7 +62,7 @@ def render_slurm(
     from orchestrator.backends.base import Phase
     from orchestrator.backends.slurm import Runtime, load_settings
     from orchestrator.backends.slurm.render import SUBMIT, write_scripts
-    from orchestrator.errors import ConfigError
+    from orchestrator.errors import ConfigError, ImageError
     from orchestrator.images import image_refs
     from orchestrator.plan import make_plan, parse_devices
 
@@ -98,6 +98,12 @@ def render_slurm(
         raise ConfigError(
             "nothing to render: every benchmark was skipped",
             hint="; ".join(f"{s.bench}: {s.reason}" for s in plan.skipped) or "empty selection",
+        )
+    missing = sorted({j.bench for j in plan.jobs if not j.image})
+    if settings.runtime is not Runtime.NONE and missing:
+        raise ImageError(
+            f"no image for {', '.join(missing)} (runtime {settings.runtime.value})",
+            hint="pass --lock images.lock.yaml, --image BENCH=REF or --image-registry",
         )
     data_dir = (data or settings.data_dir or workflow.default_data_dir()).absolute()
     written = write_scripts(
