@@ -250,11 +250,32 @@ def run(
         cleanup = getattr(backend, "cleanup_run", None)
         if cleanup is not None:
             cleanup(ctx.run_id)
+    ran_on = nodes_that_ran(rundir)
+    if ran_on:
+        rundir.update_meta(nodes=ran_on)
     if outcome.versions:
         software = {**rundir.meta().get("system", {}).get("software", {}), **outcome.versions}
         system = {**rundir.meta().get("system", {}), "software": software}
         rundir.update_meta(system=system)
     return RunResult(rundir, outcome)
+
+
+def nodes_that_ran(rundir: RunDir) -> list[dict[str, Any]]:
+    """Every node named by the jobs' exit events (backends that know them: slurm), with the jobs
+    it ran: ``[{"name", "gpu_product", "jobs": [...]}]``, so meta.json describes the cluster."""
+    from orchestrator.results import read_events
+
+    found: dict[str, dict[str, Any]] = {}
+    for job_id in rundir.job_ids():
+        events = read_events(rundir.events_path(job_id))
+        last = events[-1] if events else {}
+        for node in last.get("nodes") or []:
+            entry = found.setdefault(
+                str(node.get("name")), {"name": node.get("name"), "gpu_product": None, "jobs": []}
+            )
+            entry["gpu_product"] = entry["gpu_product"] or node.get("gpu_product")
+            entry["jobs"].append(job_id)
+    return [found[name] for name in sorted(found)]
 
 
 def preparation_plan(plan: Plan, benchmarks_root: Path) -> Plan:

@@ -76,7 +76,8 @@ def bench_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         "defaults": {"max_duration": 60},
         "benchmarks": {n: {"definition": n} for n in SCRIPTS},
     }
-    suite["benchmarks"]["hangs"]["max_duration"] = 3
+    # long enough for a loaded machine to start the job and print its first rate
+    suite["benchmarks"]["hangs"]["max_duration"] = 10
     (root / "suites" / "scripted.yaml").write_text(json.dumps(suite))
     monkeypatch.setenv("MBCTL_BENCHMARKS", str(root))
     return root
@@ -122,7 +123,7 @@ def test_every_outcome_through_slurm(bench_root: Path, tmp_path: Path) -> None:
     }
     reasons = {s.job.id: s.reason or "" for s in result.outcome.states}
     assert reasons["fails.0"].startswith("exited with code 3 (Slurm FAILED, NonZeroExitCode)")
-    assert "max_duration=3s" in reasons["hangs.0"]
+    assert "max_duration=10s" in reasons["hangs.0"]
     assert "without reporting any training rate" in reasons["silent.0"]
 
     good = read_events(run.events_path("good.0"))
@@ -142,7 +143,11 @@ def test_every_outcome_through_slurm(bench_root: Path, tmp_path: Path) -> None:
     ] == [1.0]
     # the timed-out job was scancel'ed: nothing of the run is left in the queue
     assert our_jobs(run.run_id) == []
-    assert run.meta()["backend"] == "slurm"
+    meta = run.meta()
+    assert meta["backend"] == "slurm"
+    assert meta["nodes"] == [
+        {"name": host, "gpu_product": None, "jobs": ["fails.0", "good.0", "hangs.0", "silent.0"]}
+    ]
 
 
 class _InterruptOnFirstRate:
