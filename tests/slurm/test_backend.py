@@ -273,3 +273,54 @@ def test_cli_smoke_suite_end_to_end(tmp_path: Path) -> None:
     report = json.loads(done.stdout)
     assert report
     assert time.monotonic() - started < 900
+
+
+def test_cli_ctrl_c_cancels_the_slurm_job(bench_root: Path, tmp_path: Path) -> None:
+    """SIGINT to a real `mbctl run --backend slurm` once its job reports: exit 130, job scancel'ed."""
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "orchestrator.cli",
+            "run",
+            "--backend",
+            "slurm",
+            "--slurm-config",
+            str(settings_file(tmp_path)),
+            "--suite",
+            "scripted",
+            "--select",
+            "hangs",
+            "--set",
+            "hangs.max_duration=120",
+            "--vendor",
+            "cpu",
+            "--results",
+            str(runs),
+            "--data",
+            str(tmp_path / "data"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            found = list(runs.glob("*/hangs.0.jsonl"))
+            if found and '"event": "rate"' in found[0].read_text():
+                break
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "error: interrupted; results measured so far are kept" in err
+    assert "Traceback" not in err
+    (run_path,) = runs.iterdir()
+    run = RunDir.open(run_path)
+    assert exit_event(run, "hangs.0")["status"] == "cancelled"
+    assert our_jobs(run.run_id) == []
