@@ -25,6 +25,7 @@ from orchestrator.results import RunDir, read_events
 from orchestrator.runner import JobState
 
 pytestmark = pytest.mark.slurm
+ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPTS = {
     "good": """
@@ -214,7 +215,7 @@ def test_max_nodes_counts_the_partition() -> None:
 @pytest.mark.slow
 def test_cli_smoke_suite_end_to_end(tmp_path: Path) -> None:
     """`mbctl run --backend slurm --suite smoke` with the benchmark venv as runtime none."""
-    root = Path(__file__).resolve().parents[2]
+    root = ROOT
     bench_python = root / ".venv-bench" / "bin" / "python"
     if not bench_python.exists():
         pytest.skip("no .venv-bench (make bench-venv)")
@@ -324,3 +325,38 @@ def test_cli_ctrl_c_cancels_the_slurm_job(bench_root: Path, tmp_path: Path) -> N
     run = RunDir.open(run_path)
     assert exit_event(run, "hangs.0")["status"] == "cancelled"
     assert our_jobs(run.run_id) == []
+
+
+class _NodeDownOnFirstRate:
+    """Takes the node down under the running job, as a hardware failure would."""
+
+    def __init__(self, node: str) -> None:
+        self.node = node
+        self.done = False
+
+    def update(self, state: JobState) -> None:
+        if state.measures and not self.done:
+            self.done = True
+            subprocess.run(
+                ["scontrol", "update", f"nodename={self.node}", "state=down", "reason=mbctl-test"],
+                check=True,
+                timeout=30,
+            )
+
+
+def test_node_failure_is_recorded(bench_root: Path, tmp_path: Path) -> None:
+    host = socket.gethostname().split(".")[0]
+    req = request(tmp_path, select=("hangs",), overrides=("hangs.max_duration=120",))
+    try:
+        result = workflow.run(req, workflow.prepare(req), progress=_NodeDownOnFirstRate(host))
+    finally:
+        subprocess.run(
+            ["scontrol", "update", f"nodename={host}", "state=resume"], timeout=30, check=False
+        )
+        subprocess.run(["bash", str(ROOT / "tests" / "infra" / "slurm-up.sh")], timeout=120)
+    last = exit_event(result.run, "hangs.0")
+    assert last["status"] == "error"
+    assert str(last["reason"]).startswith(f"a node of {host} failed (Slurm NODE_FAIL, NodeDown)")
+    assert last["nodes"] == [
+        {"name": host, "gpu_product": None, "gpu_count": 0, "gpu_indices": None}
+    ]
