@@ -137,3 +137,52 @@ def test_rendered_submit_script_runs_on_the_cluster(
     for name, job_id in ids:
         log = (out / "logs" / f"{name}.0.{job_id}.out").read_text()
         assert '"event": "rate"' in log and f"done ['--who', '{name}']" in log
+
+
+def test_images_come_from_the_digest_lock(tmp_path: Path) -> None:
+    """Container runtimes run the lock's repo@sha256, in `run` and `render` alike."""
+    from orchestrator import images, workflow
+
+    digest, config_id = "sha256:" + "ab" * 32, "sha256:" + "01" * 32
+    lock = tmp_path / "images.lock.yaml"
+    entry = images.LockEntry(
+        ref=f"registry.example.com:5000/mbctl/matmul@{digest}",
+        image_id=config_id,
+        base=images.LockBase(name="nvcr.io/nvidia/pytorch:25.01-py3", digest=config_id),
+    )
+    images.write_lock(images.Lock().updated("cuda", {"matmul": entry}), lock)
+    config = tmp_path / "slurm.yaml"
+    config.write_text("runtime: pyxis\n")
+    req = workflow.Request(
+        suite="smoke",
+        select=("fp32",),
+        vendor="cuda",
+        devices="2",
+        backend="slurm",
+        lock=lock,
+        slurm_config=config,
+    )
+    planned = workflow.prepare(req).plan.jobs
+    assert [(j.id, j.image) for j in planned] == [
+        ("fp32.D0", entry.ref),
+        ("fp32.D1", entry.ref),
+    ]
+    code, text = render(
+        "--vendor",
+        "cuda",
+        "--suite",
+        "smoke",
+        "--select",
+        "fp32",
+        "--devices",
+        "2",
+        "--lock",
+        str(lock),
+        "--slurm-config",
+        str(config),
+        "-o",
+        str(tmp_path / "jobs"),
+    )
+    assert code == 0, text
+    script = (tmp_path / "jobs" / "fp32.D1.sbatch").read_text()
+    assert f"--container-image=registry.example.com:5000#mbctl/matmul@{digest}" in script
