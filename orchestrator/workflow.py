@@ -14,7 +14,7 @@ from orchestrator import config, sysinfo, vendors
 from orchestrator.backends.base import Backend, Phase, RunContext, backend_class
 from orchestrator.errors import BackendUnavailable, ConfigError, ImageError
 from orchestrator.plan import Plan, make_plan, parse_devices
-from orchestrator.results import RunDir, new_run_id
+from orchestrator.results import RunDir, new_run_id, read_events
 from orchestrator.runner import Outcome, Progress, execute
 from orchestrator.vendors import Detection, Vendor
 
@@ -263,8 +263,6 @@ def run(
 def nodes_that_ran(rundir: RunDir) -> list[dict[str, Any]]:
     """Every node named by the jobs' exit events (backends that know them: slurm), with the jobs
     it ran: ``[{"name", "gpu_product", "jobs": [...]}]``, so meta.json describes the cluster."""
-    from orchestrator.results import read_events
-
     found: dict[str, dict[str, Any]] = {}
     for job_id in rundir.job_ids():
         events = read_events(rundir.events_path(job_id))
