@@ -56,6 +56,12 @@ def render_slurm(
             "--phase", help="run: the benchmarks; prepare: fill the shared dataset cache."
         ),
     ] = PhaseChoice.RUN,
+    array: Annotated[
+        bool,
+        typer.Option(
+            "--array", help="Also one job array per benchmark; submit.sh submits the arrays."
+        ),
+    ] = False,
 ) -> None:
     """Write one sbatch script per job of a suite and a submit.sh that queues them in order."""
     from orchestrator import config, workflow
@@ -113,6 +119,7 @@ def render_slurm(
         phase=run_phase,
         data_dir=data_dir,
         benchmarks_root=config.benchmarks_root(),
+        array=array,
     )
     for s in plan.skipped:
         err.print(f"[yellow]skipped[/] {s.bench}: {s.reason}")

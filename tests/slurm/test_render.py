@@ -48,6 +48,21 @@ def test_standard_suite_for_eight_gpus(tmp_path: Path) -> None:
     assert (out / "logs").is_dir()
 
 
+def test_one_array_per_benchmark(tmp_path: Path) -> None:
+    out = tmp_path / "jobs"
+    code, text = render(
+        "--vendor", "cuda", "--suite", "standard", "--devices", "8", "--array", "-o", str(out)
+    )
+    assert code == 0, text
+    arrays = sorted(out.glob("*.array.sbatch"))
+    for path in [*arrays, out / "submit.sh"]:
+        subprocess.run(["bash", "-n", str(path)], check=True)
+    bert = (out / "bert-tf32-fp16.array.sbatch").read_text()
+    assert "#SBATCH --array=0-7" in bert and "#SBATCH --gpus-per-node=1" in bert
+    assert f"  {out / 'bert-tf32-fp16.D7.sbatch'}\n" in bert
+    assert (out / "submit.sh").read_text().count("sbatch --parsable") == len(arrays)
+
+
 def test_prepare_phase_and_images_from_a_runtime(tmp_path: Path) -> None:
     config = tmp_path / "slurm.yaml"
     config.write_text("runtime: apptainer\n")
@@ -90,8 +105,9 @@ SCRIPT = """
 
 
 @pytest.mark.slurm
+@pytest.mark.parametrize("array", [False, True], ids=["per-job", "array"])
 def test_rendered_submit_script_runs_on_the_cluster(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, array: bool
 ) -> None:
     root = tmp_path / "benchmarks"
     for name in ("first", "second"):
@@ -117,12 +133,13 @@ def test_rendered_submit_script_runs_on_the_cluster(
         str(tmp_path / "data"),
         "-o",
         str(out),
+        *(["--array"] if array else []),
     )
     assert code == 0, text
     done = subprocess.run(
         ["bash", str(out / "submit.sh")], capture_output=True, text=True, timeout=60, check=True
     )
-    ids = re.findall(r"submitted (\w+)\.0: (\d+)", done.stdout)
+    ids = re.findall(r"submitted (\w+)(?:\.0)?: (\d+)", done.stdout)
     assert [name for name, _ in ids] == ["first", "second"]
     # the second benchmark waits for the first: the dependency is in Slurm's record of it
     shown = subprocess.run(
@@ -135,7 +152,8 @@ def test_rendered_submit_script_runs_on_the_cluster(
         time.sleep(0.5)
     assert SlurmBackend().leftovers("rendered-cpu") == []
     for name, job_id in ids:
-        log = (out / "logs" / f"{name}.0.{job_id}.out").read_text()
+        log_name = f"{name}.{job_id}_0.out" if array else f"{name}.0.{job_id}.out"
+        log = (out / "logs" / log_name).read_text()
         assert '"event": "rate"' in log and f"done ['--who', '{name}']" in log
 
 
