@@ -21,6 +21,7 @@ CA_BUNDLE ?= /etc/ssl/certs/ca-certificates.crt
 WHEEL_PLATFORMS ?= manylinux_2_28_x86_64 manylinux_2_27_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64
 
 .PHONY: venv bench-venv run containers test test-unit lint typecheck bench system docker-up clean
+.PHONY: slurm-up
 
 $(VENV)/.installed: pyproject.toml benchmarks/benchkit/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -69,13 +70,17 @@ system:
 docker-up: system
 	bash tests/infra/docker-up.sh
 
-## test: set up and pass every test this machine can run (unit, docker, k8s; gpu when present)
-test: venv bench-venv docker-up
+## slurm-up: start munged, slurmctld and slurmd (a one-node CPU cluster) for the Slurm tests
+slurm-up: system
+	bash tests/infra/slurm-up.sh
+
+## test: set up and pass every test this machine can run (unit, docker, k8s, slurm; gpu when present)
+test: venv bench-venv docker-up slurm-up
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## test-unit: the fast layer only (no Docker)
 test-unit: venv
-	$(PY) -m pytest -m "not docker and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not docker and not slow and not slurm" $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check orchestrator tests benchmarks bench

@@ -255,8 +255,11 @@ class JobRecorder:
         status: str,
         reason: str | None = None,
         image: dict[str, Any] | None = None,
+        *,
+        nodes: list[dict[str, Any]] | None = None,
     ) -> None:
-        """Write the ``exit`` event, sync it to disk and close the files."""
+        """Write the ``exit`` event, sync it to disk and close the files; ``nodes`` (the nodes
+        that ran the job) only where the backend knows them."""
         if status not in EXIT_STATUSES:
             raise ValueError(f"exit status {status!r} is not one of {sorted(EXIT_STATUSES)}")
         ev = {
@@ -267,6 +270,8 @@ class JobRecorder:
             "reason": reason,
             "image": image,
         }
+        if nodes is not None:
+            ev["nodes"] = nodes
         text = json.dumps(ev, default=str) + "\n"
         with self._lock:
             self._write(self._events, text)

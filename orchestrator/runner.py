@@ -164,6 +164,7 @@ class _Supervisor:
                 Status.TIMEOUT,
                 f"ran past max_duration={self.state.job.max_duration:g}s and was killed",
                 final.image if final else None,
+                final.nodes if final else None,
             )
         return None
 
@@ -192,6 +193,7 @@ class _Supervisor:
             Status.CANCELLED,
             "interrupted by the user",
             final.image if final else None,
+            final.nodes if final else None,
         )
 
     def finish(self, result: Exit) -> None:
@@ -205,10 +207,15 @@ class _Supervisor:
                 Status.FAILED,
                 "exited 0 without reporting any training rate",
                 result.image,
+                result.nodes,
             )
         elif measuring and result.status is Status.OK and self.saw_nan:
-            result = Exit(result.return_code, Status.FAILED, "loss became NaN", result.image)
-        self.recorder.finish(result.return_code, result.status.value, result.reason, result.image)
+            result = Exit(
+                result.return_code, Status.FAILED, "loss became NaN", result.image, result.nodes
+            )
+        self.recorder.finish(
+            result.return_code, result.status.value, result.reason, result.image, nodes=result.nodes
+        )
         self.state.finished = time.monotonic()
         self.state.status = result.status.value
         self.state.reason = result.reason

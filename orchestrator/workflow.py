@@ -14,7 +14,7 @@ from orchestrator import config, sysinfo, vendors
 from orchestrator.backends.base import Backend, Phase, RunContext, backend_class
 from orchestrator.errors import BackendUnavailable, ConfigError, ImageError
 from orchestrator.plan import Plan, make_plan, parse_devices
-from orchestrator.results import RunDir, new_run_id
+from orchestrator.results import RunDir, new_run_id, read_events
 from orchestrator.runner import Outcome, Progress, execute
 from orchestrator.vendors import Detection, Vendor
 
@@ -46,6 +46,7 @@ class Request:
     keep: bool = False
     # nodes a multi-node ({nodes: N}) benchmark may span; None: what the backend can place
     nodes: int | None = None
+    slurm_config: Path | None = None
 
 
 @dataclass
@@ -126,7 +127,7 @@ def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
     # Jobs of the local and docker backends share this host's CPUs (OMP_NUM_THREADS per job).
     cpus = os.cpu_count() if backend_name in ("local", "docker") else None
     plan = make_plan(suite, vendor=target.vendor, devices=target.devices, nodes=nodes, cpus=cpus)
-    if backend_name != "local":
+    if backend_name != "local" and _needs_images(backend_name, req):
         planned = {job.bench for job in plan.jobs}
         try:
             refs = job_images(req, suite, target.vendor, backend_name, planned)
@@ -148,6 +149,15 @@ def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
     if phase is Phase.PREPARE:
         plan = preparation_plan(plan, config.benchmarks_root())
     return Prepared(suite, target, plan, backend_name, notes)
+
+
+def _needs_images(backend_name: str, req: Request) -> bool:
+    """Whether jobs run in images: not on Slurm sites whose runtime is a plain virtualenv."""
+    if backend_name == "slurm":
+        from orchestrator.backends.slurm import Runtime, load_settings
+
+        return load_settings(req.slurm_config).runtime is not Runtime.NONE
+    return True
 
 
 def job_images(
@@ -201,6 +211,12 @@ def make_backend(name: str, req: Request, *, vendor: str | None = None) -> Backe
 
         settings = load_settings(req.k8s_config, namespace=req.namespace)
         backend = cls(settings, kubeconfig=req.kubeconfig, keep=req.keep, vendor=vendor)
+    elif name == "slurm":
+        from orchestrator.backends.slurm import load_settings as load_slurm_settings
+
+        backend = cls(
+            load_slurm_settings(req.slurm_config), python=req.python, data_dir=req.data_dir
+        )
     else:
         backend = cls()
     backend.check()
@@ -236,7 +252,7 @@ def run(
         phase=phase,
     )
     sampling: contextlib.AbstractContextManager[object] = contextlib.nullcontext()
-    if prepared.backend_name != "kubernetes":  # cluster nodes are not this host
+    if prepared.backend_name not in ("kubernetes", "slurm"):  # cluster nodes are not this host
         from orchestrator import telemetry
 
         sampling = telemetry.recording(rundir.path, prepared.target.vendor)
@@ -247,6 +263,9 @@ def run(
         cleanup = getattr(backend, "cleanup_run", None)
         if cleanup is not None:
             cleanup(ctx.run_id)
+    ran_on = nodes_that_ran(rundir)
+    if ran_on:
+        rundir.update_meta(nodes={**rundir.meta().get("nodes", {}), **ran_on})
     if outcome.versions:
         software = {**rundir.meta().get("system", {}).get("software", {}), **outcome.versions}
         system = {**rundir.meta().get("system", {}), "software": software}
@@ -271,6 +290,23 @@ def _record_nodes(backend: Backend, rundir: RunDir, vendor: str) -> None:
     rundir.update_meta(
         nodes=nodes, controller=controller, system=system_from_nodes(nodes, vendor, software)
     )
+
+
+def nodes_that_ran(rundir: RunDir) -> dict[str, dict[str, Any]]:
+    """Every node named by the jobs' exit events (backends that know them: slurm), with the jobs
+    it ran: ``{name: {"name", "gpu_product", "jobs": [...]}}``, the shape of meta.json's
+    ``nodes`` on every cluster backend."""
+    found: dict[str, dict[str, Any]] = {}
+    for job_id in rundir.job_ids():
+        events = read_events(rundir.events_path(job_id))
+        last = events[-1] if events else {}
+        for node in last.get("nodes") or []:
+            entry = found.setdefault(
+                str(node.get("name")), {"name": node.get("name"), "gpu_product": None, "jobs": []}
+            )
+            entry["gpu_product"] = entry["gpu_product"] or node.get("gpu_product")
+            entry["jobs"].append(job_id)
+    return {name: found[name] for name in sorted(found)}
 
 
 def preparation_plan(plan: Plan, benchmarks_root: Path) -> Plan:

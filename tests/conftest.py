@@ -48,7 +48,19 @@ def gpu_available() -> str | None:
     return "no accelerator on this machine"
 
 
-CHECKS = {"docker": docker_available, "k8s": k8s_available}
+@functools.cache
+def slurm_available() -> str | None:
+    """None when slurmctld answers ``scontrol ping``, else why not."""
+    try:
+        ping = subprocess.run(["scontrol", "ping"], capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"no Slurm ({exc.__class__.__name__}); run `make slurm-up`"
+    if "UP" not in ping.stdout:
+        return "slurmctld does not answer; run `make slurm-up`"
+    return None
+
+
+CHECKS = {"docker": docker_available, "k8s": k8s_available, "slurm": slurm_available}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -53,6 +53,8 @@ class Exit:
     status: Status
     reason: str | None = None
     image: dict[str, Any] | None = None
+    #: the nodes that ran the job, for backends that know them: [{"name", "gpu_product", "gpu_count", ...}]
+    nodes: list[dict[str, Any]] | None = None
 
 
 @dataclass
@@ -89,6 +91,7 @@ BACKENDS = {
     "local": "orchestrator.backends.local:LocalBackend",
     "docker": "orchestrator.backends.docker:DockerBackend",
     "kubernetes": "orchestrator.backends.kubernetes:KubernetesBackend",
+    "slurm": "orchestrator.backends.slurm:SlurmBackend",
 }
 
 

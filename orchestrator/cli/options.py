@@ -66,7 +66,7 @@ BackendOpt = Annotated[
     typer.Option(
         "--backend",
         "-b",
-        help="auto (docker if an engine answers, else local), local, docker, kubernetes.",
+        help="auto (docker if an engine answers, else local), local, docker, kubernetes, slurm.",
     ),
 ]
 ResultsOpt = Annotated[Path, typer.Option("--results", help="Folder that receives run folders.")]
@@ -76,7 +76,10 @@ DataOpt = Annotated[
 ]
 PythonOpt = Annotated[
     str | None,
-    typer.Option("--python", help="Interpreter with the frameworks, for the local backend."),
+    typer.Option(
+        "--python",
+        help="Interpreter with the frameworks, for the local backend (and Slurm runtime none).",
+    ),
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and launch nothing.")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
@@ -133,5 +136,13 @@ NodesOpt = Annotated[
         min=1,
         help="Nodes a multi-node benchmark may span (default: what the backend can place; "
         "local and docker emulate them on this host).",
+    ),
+]
+SlurmConfigOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--slurm-config",
+        help="YAML of Slurm site settings (partition, account, QoS, runtime, shared cache).",
+        rich_help_panel="Slurm",
     ),
 ]

@@ -30,6 +30,7 @@ from orchestrator.cli.options import (
     ResultsOpt,
     SelectOpt,
     SetOpt,
+    SlurmConfigOpt,
     SuiteOpt,
     VendorOpt,
 )
@@ -198,6 +199,7 @@ def run(
     kubeconfig: KubeconfigOpt = None,
     k8s_config: K8sConfigOpt = None,
     keep: KeepOpt = False,
+    slurm_config: SlurmConfigOpt = None,
     dry_run: DryRunOpt = False,
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
@@ -245,6 +247,7 @@ def prepare(
     kubeconfig: KubeconfigOpt = None,
     k8s_config: K8sConfigOpt = None,
     keep: KeepOpt = False,
+    slurm_config: SlurmConfigOpt = None,
     dry_run: DryRunOpt = False,
     fmt: FormatOpt = Format.TABLE,
 ) -> None:

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Installs the Debian packages the container tests use, only those missing (needs root; a no-op when present).
+# Installs the Debian packages the container and Slurm tests use, only those missing (needs root; a no-op when present).
 set -euo pipefail
 want=(docker.io docker-registry docker-compose debootstrap apache2-utils)
+# the Slurm backend's tests: a one-node cluster (slurm-up.sh) and Podman as a container runtime
+want+=(slurm-wlm munge podman catatonit)
 missing=()
 for pkg in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

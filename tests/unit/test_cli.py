@@ -73,7 +73,7 @@ def test_dry_run_table() -> None:
             "error: --select 'ghost': no such benchmark or tag",
         ),
         (("run", "--dry-run", "--suite", "nope"), 2, "error: no suite named 'nope'"),
-        (("run", "--dry-run", "--backend", "slurm"), 2, "error: no such backend: 'slurm'"),
+        (("run", "--dry-run", "--backend", "lsf"), 2, "error: no such backend: 'lsf'"),
         (("run", "--dry-run", "--set", "fp32.weight=heavy"), 2, "--set.fp32.weight"),
         (
             ("report", "/nonexistent/run"),
