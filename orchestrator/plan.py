@@ -95,7 +95,10 @@ def _skip_reason(
         if vendor is Vendor.CPU or small:
             return f"needs {need_gb:g} GB per device"
     if bench.plan.kind is PlanKind.NODES and bench.plan.n > nodes:
-        return f"needs {bench.plan.n} nodes, {nodes} available"
+        return (
+            f"needs {bench.plan.n} nodes, {nodes} available "
+            f"(--nodes {bench.plan.n} on a backend that can place them)"
+        )
     return None
 
 

@@ -44,6 +44,8 @@ class Request:
     kubeconfig: str | None = None
     k8s_config: Path | None = None
     keep: bool = False
+    # nodes a multi-node ({nodes: N}) benchmark may span; None: what the backend can place
+    nodes: int | None = None
 
 
 @dataclass
@@ -119,7 +121,9 @@ def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
     suite = load_suite(req)
     target = resolve_target(req.vendor, req.devices)
     backend_name, notes = choose_backend(req.backend)
-    plan = make_plan(suite, vendor=target.vendor, devices=target.devices)
+    # without --nodes the backend's own count is known only once it runs (see fit_nodes)
+    nodes = req.nodes or 1
+    plan = make_plan(suite, vendor=target.vendor, devices=target.devices, nodes=nodes)
     if backend_name != "local":
         planned = {job.bench for job in plan.jobs}
         try:
@@ -129,7 +133,9 @@ def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
                 raise
             backend_name, notes = "local", [f"backend: local (docker engine reachable, but {exc})"]
         else:
-            plan = make_plan(suite, vendor=target.vendor, devices=target.devices, images=refs)
+            plan = make_plan(
+                suite, vendor=target.vendor, devices=target.devices, nodes=nodes, images=refs
+            )
     if backend_name == "docker":
         notes += _leftover_notes(req)
     if phase is Phase.PREPARE:
@@ -182,12 +188,14 @@ def make_backend(name: str, req: Request) -> Backend:
     cls = backend_class(name)
     backend: Backend
     if name == "local":
-        backend = cls(python=req.python)
+        backend = cls(python=req.python, nodes=req.nodes or 1)
     elif name == "kubernetes":
         from orchestrator.backends.kubernetes import load_settings
 
         settings = load_settings(req.k8s_config, namespace=req.namespace)
         backend = cls(settings, kubeconfig=req.kubeconfig, keep=req.keep)
+    elif name == "docker":
+        backend = cls(nodes=req.nodes or 1)
     else:
         backend = cls()
     backend.check()
@@ -205,6 +213,7 @@ def run(
 ) -> RunResult:
     """Execute a prepared plan into a new run folder (or the ``--resume`` one)."""
     backend = make_backend(prepared.backend_name, req)
+    prepared = fit_nodes(req, prepared, backend, phase)
     data_dir = (req.data_dir or default_data_dir()).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     plan = prepared.plan
@@ -239,6 +248,28 @@ def run(
         system = {**rundir.meta().get("system", {}), "software": software}
         rundir.update_meta(system=system)
     return RunResult(rundir, outcome)
+
+
+def fit_nodes(req: Request, prepared: Prepared, backend: Backend, phase: Phase) -> Prepared:
+    """Re-plan for the nodes ``backend`` can place: all of them without ``--nodes``, at most
+    that many with it. ``{nodes: N}`` benchmarks beyond it are skipped with the reason."""
+    capacity = backend.max_nodes()
+    nodes = capacity if req.nodes is None else min(req.nodes, capacity)
+    if nodes == prepared.plan.nodes:
+        return prepared
+    suite, target = prepared.suite, prepared.target
+    refs = {job.bench: job.image for job in prepared.plan.jobs if job.image}
+    plan = make_plan(suite, vendor=target.vendor, devices=target.devices, nodes=nodes, images=refs)
+    unresolved = {job.bench for job in plan.jobs if job.image is None}
+    if unresolved and prepared.backend_name != "local":
+        refs |= job_images(req, suite, target.vendor, prepared.backend_name, unresolved)
+        plan = make_plan(
+            suite, vendor=target.vendor, devices=target.devices, nodes=nodes, images=refs
+        )
+    if phase is Phase.PREPARE:
+        plan = preparation_plan(plan, config.benchmarks_root())
+    note = f"nodes: {nodes} (the {prepared.backend_name} backend places {capacity})"
+    return Prepared(suite, target, plan, prepared.backend_name, [*prepared.notes, note])
 
 
 def preparation_plan(plan: Plan, benchmarks_root: Path) -> Plan:

@@ -126,3 +126,12 @@ ImageRegistryOpt = Annotated[
         "--image-registry", help="Use REGISTRY/mbctl/<benchmark>:<vendor> (placeholders)."
     ),
 ]
+NodesOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--nodes",
+        min=1,
+        help="Nodes a multi-node benchmark may span (default: what the backend can place; "
+        "local and docker emulate them on this host).",
+    ),
+]

@@ -24,6 +24,7 @@ from orchestrator.cli.options import (
     KubeconfigOpt,
     LockOpt,
     NamespaceOpt,
+    NodesOpt,
     ProfileOpt,
     PythonOpt,
     ResultsOpt,
@@ -183,6 +184,7 @@ def run(
     exclude: ExcludeOpt = None,
     overrides: SetOpt = None,
     devices: DevicesOpt = None,
+    nodes: NodesOpt = None,
     results: ResultsOpt = Path("runs"),
     data: DataOpt = None,
     resume: Annotated[
@@ -233,6 +235,7 @@ def prepare(
     exclude: ExcludeOpt = None,
     overrides: SetOpt = None,
     devices: DevicesOpt = None,
+    nodes: NodesOpt = None,
     results: ResultsOpt = Path("runs"),
     data: DataOpt = None,
     python: PythonOpt = None,
