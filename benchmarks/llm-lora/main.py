@@ -176,7 +176,7 @@ def train(args: argparse.Namespace) -> None:
 
     model = build_model(args, len(tokenizer))
     if args.parallel == "fsdp":
-        model = shard(model, device, args.finetune, offload=args.cpu_offload)
+        model = shard(model, device, args.finetune, offload=args.offload == "cpu")
     else:
         model = model.to(device)
     model.train()
@@ -242,9 +242,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--grad-accum", type=int, default=8, help="micro-batches per optimizer step")
     p.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     p.add_argument(
-        "--cpu-offload",
-        action="store_true",
-        help="FSDP shards, gradients and optimizer step on the CPU",
+        "--offload",
+        choices=("none", "cpu"),
+        default="none",
+        help="cpu: FSDP shards, gradients and optimizer step on the CPU",
     )
     p.add_argument(
         "--checkpoint", help="local Hugging Face checkpoint folder instead of random weights"
