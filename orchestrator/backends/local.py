@@ -201,9 +201,9 @@ class NodeGroup:
                         stdin=subprocess.DEVNULL,
                         stdout=write_fd,
                         stderr=write_fd,
-                        # node 0 leads a new session; the others join its process group
-                        start_new_session=rank == 0,
-                        process_group=None if rank == 0 else procs[0].pid,
+                        # one process group for the job, led by node 0 (a group can only be
+                        # joined from its own session, so not a new session as single jobs get)
+                        process_group=0 if rank == 0 else procs[0].pid,
                     )
                 )
         except OSError:
