@@ -196,3 +196,48 @@ def test_without_nodes_the_local_backend_places_one(bench_root: Path, tmp_path: 
     assert skipped == {
         "two": "needs 2 nodes, 1 available (--nodes 2 on a backend that can place them)"
     }
+
+
+def test_docker_nodes_are_containers_named_by_rank_on_the_job_network(tmp_path: Path) -> None:
+    from orchestrator.backends.base import Phase, RunContext
+    from orchestrator.backends.docker import DockerSettings, container_spec, node_specs
+    from orchestrator.plan import Job
+
+    job = Job(
+        id="diffusion-nodes.N2",
+        bench="diffusion-nodes",
+        tag="N2",
+        definition="diffusion",
+        argv=("--devices", "1"),
+        vendor="cpu",
+        plan=PlanKind.NODES,
+        nodes=2,
+        max_duration=60,
+        image="mbctl/diffusion:cpu",
+    )
+    ctx = RunContext("r1", tmp_path, tmp_path / "data", tmp_path, Phase.RUN)
+    settings = DockerSettings(user="1000:1000")
+    single = container_spec(job, ctx, settings)
+    specs = node_specs(job, ctx, settings)
+    assert [s["name"] for s in specs] == [
+        "mbctl-r1-diffusion-nodes.N2-node0",
+        "mbctl-r1-diffusion-nodes.N2-node1",
+    ]
+    assert {s["network"] for s in specs} == {"mbctl-r1-diffusion-nodes.N2"}
+    assert [s["labels"]["mbctl.node"] for s in specs] == ["0", "1"]
+    for rank, spec in enumerate(specs):
+        assert spec["environment"] == {
+            **single["environment"],
+            "MBCTL_NNODES": "2",
+            "MBCTL_NODE_RANK": str(rank),
+            "MBCTL_MASTER_ADDR": "mbctl-r1-diffusion-nodes.N2-node0",
+            "MBCTL_MASTER_PORT": "29500",
+        }
+        rest = {
+            k: v
+            for k, v in spec.items()
+            if k not in ("name", "hostname", "labels", "environment", "network")
+        }
+        assert rest == {
+            k: v for k, v in single.items() if k not in ("name", "labels", "environment")
+        }
