@@ -32,15 +32,7 @@ NOT_YET_ALIGNED = frozenset(
         "dimenet",
         # nodes helper
         "llm-lora-single",
-        "llm-lora-ddp-gpus",
-        "llm-lora-ddp-nodes",
-        "llm-lora-mp-gpus",
-        "llm-full-mp-gpus",
-        "llm-full-mp-nodes",
         "diffusion-gpus",
-        "diffusion-nodes",
-        "rlhf-single",
-        "recursiongfn",
         # parity helper (this branch): removed as each is aligned
         "vjepa-single",
         "vjepa-gpus",
