@@ -252,8 +252,17 @@ def run(
 
 def fit_nodes(req: Request, prepared: Prepared, backend: Backend, phase: Phase) -> Prepared:
     """Re-plan for the nodes ``backend`` can place: all of them without ``--nodes``, at most
-    that many with it. ``{nodes: N}`` benchmarks beyond it are skipped with the reason."""
-    capacity = backend.max_nodes()
+    that many with it. ``{nodes: N}`` benchmarks beyond it are skipped with the reason.
+
+    A cluster backend that cannot count its nodes (no right to list them) trusts ``--nodes``.
+    """
+    try:
+        capacity = backend.max_nodes()
+    except BackendUnavailable as exc:
+        if req.nodes is None:
+            raise
+        capacity = req.nodes
+        prepared.notes.append(f"nodes: trusting --nodes {req.nodes} ({exc.message})")
     nodes = capacity if req.nodes is None else min(req.nodes, capacity)
     if nodes == prepared.plan.nodes:
         return prepared

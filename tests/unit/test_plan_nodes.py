@@ -241,3 +241,28 @@ def test_docker_nodes_are_containers_named_by_rank_on_the_job_network(tmp_path: 
         assert rest == {
             k: v for k, v in single.items() if k not in ("name", "labels", "environment")
         }
+
+
+class Uncountable(Backend):
+    """A cluster backend without the right to list its nodes."""
+
+    name = "uncountable"
+
+    def max_nodes(self) -> int:
+        from orchestrator.errors import BackendUnavailable
+
+        raise BackendUnavailable("cannot list nodes", hint="or pass --nodes N")
+
+
+def test_a_backend_that_cannot_count_trusts_nodes_or_fails(
+    bench_root: Path, tmp_path: Path
+) -> None:
+    from orchestrator.errors import BackendUnavailable
+
+    req = request(tmp_path, nodes=2)
+    fitted = workflow.fit_nodes(req, workflow.prepare(req), Uncountable(), workflow.Phase.RUN)
+    assert {j.bench for j in fitted.plan.jobs} == {"one", "two", "broken"}
+    assert "nodes: trusting --nodes 2 (cannot list nodes)" in fitted.notes
+    bare = request(tmp_path)
+    with pytest.raises(BackendUnavailable, match="cannot list nodes"):
+        workflow.fit_nodes(bare, workflow.prepare(bare), Uncountable(), workflow.Phase.RUN)
