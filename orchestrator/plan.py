@@ -102,6 +102,37 @@ def _skip_reason(
     return None
 
 
+def _cpu_processes(bench: Benchmark) -> int:
+    """Processes one CPU job of ``bench`` runs: ``--devices N`` data-parallel workers, else one.
+
+    ``--devices -1`` (one worker per visible GPU) is one process on a CPU: the torchrun
+    convention of benchkit's DDP benchmarks (``benchkit.relaunch_under_torchrun``).
+    """
+    words = bench.command_args()
+    value = words[words.index("--devices") + 1] if "--devices" in words[:-1] else "1"
+    try:
+        count = int(value)
+    except ValueError:
+        return 1
+    return max(count, 1)
+
+
+def omp_threads(bench: Benchmark, vendor: Vendor, devices: Sequence[Device], cpus: int) -> int:
+    """``OMP_NUM_THREADS`` of each process of ``bench``'s jobs on a host with ``cpus`` CPUs.
+
+    Set for every job, so a multi-process (-gpus) variant and its single-process sibling compute
+    with the same CPUs: torchrun would otherwise force 1 thread per worker, and the comparison
+    would show thread counts, not scaling. On a CPU the job's processes split the host; on
+    accelerators one process per device does (per-device jobs run side by side, a
+    data-parallel job runs one worker per device), each with the same share.
+    """
+    # cpus is given for local and docker only, which run every node of a job on this one host
+    nodes = bench.plan.n if bench.plan.kind is PlanKind.NODES else 1
+    if vendor is Vendor.CPU:
+        return max(cpus // (_cpu_processes(bench) * nodes), 1)
+    return max(cpus // (max(len(devices), 1) * nodes), 1)
+
+
 def make_plan(
     suite: Suite,
     *,
@@ -109,8 +140,13 @@ def make_plan(
     devices: Sequence[Device] = (),
     nodes: int = 1,
     images: Mapping[str, str] | None = None,
+    cpus: int | None = None,
 ) -> Plan:
-    """Expand every benchmark of ``suite`` into jobs for ``vendor`` on ``devices`` × ``nodes``."""
+    """Expand every benchmark of ``suite`` into jobs for ``vendor`` on ``devices`` × ``nodes``.
+
+    With ``cpus`` (the host's CPU count) every job's environment sets ``OMP_NUM_THREADS`` as
+    :func:`omp_threads` says, unless the suite sets it for the benchmark.
+    """
     spec = vendors.get(vendor)
     vendor = spec.vendor
     indices = tuple(d.index for d in devices)
@@ -142,8 +178,11 @@ def make_plan(
                 placements = [(str(i), indices, 1) for i in range(bench.plan.n)]
             case PlanKind.NODES:
                 placements = [(f"N{bench.plan.n}", indices, bench.plan.n)]
+        threads = {}
+        if cpus is not None:
+            threads = {"OMP_NUM_THREADS": str(omp_threads(bench, vendor, devices, cpus))}
         for tag, devs, n_nodes in placements:
-            env = {**bench.env, **spec.visible_devices(devs)}
+            env = {**threads, **bench.env, **spec.visible_devices(devs)}
             jobs.append(
                 Job(
                     id=f"{bench.name}.{tag}",

@@ -121,9 +121,11 @@ def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
     suite = load_suite(req)
     target = resolve_target(req.vendor, req.devices)
     backend_name, notes = choose_backend(req.backend)
+    # Jobs of the local and docker backends share this host's CPUs (OMP_NUM_THREADS per job).
+    cpus = os.cpu_count() if backend_name in ("local", "docker") else None
     # without --nodes the backend's own count is known only once it runs (see fit_nodes)
     nodes = req.nodes or 1
-    plan = make_plan(suite, vendor=target.vendor, devices=target.devices, nodes=nodes)
+    plan = make_plan(suite, vendor=target.vendor, devices=target.devices, nodes=nodes, cpus=cpus)
     if backend_name != "local":
         planned = {job.bench for job in plan.jobs}
         try:
@@ -134,7 +136,12 @@ def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
             backend_name, notes = "local", [f"backend: local (docker engine reachable, but {exc})"]
         else:
             plan = make_plan(
-                suite, vendor=target.vendor, devices=target.devices, nodes=nodes, images=refs
+                suite,
+                vendor=target.vendor,
+                devices=target.devices,
+                nodes=nodes,
+                images=refs,
+                cpus=cpus,
             )
     if backend_name == "docker":
         notes += _leftover_notes(req)

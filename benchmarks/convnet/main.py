@@ -8,8 +8,6 @@ import benchkit
 import torch
 from torch import nn
 
-AMP_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
-
 
 def conv_block(cin: int, cout: int) -> nn.Sequential:
     return nn.Sequential(
@@ -36,16 +34,12 @@ def make_model(width: int, classes: int) -> nn.Module:
 
 def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
-    device = benchkit.torch_device(args.device, tf32=args.dtype == "tf32")
+    device = benchkit.torch_device(args.device)
     model = make_model(args.width, args.classes).to(device)
     if args.channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizer = torch.optim.SGD(model.parameters(), lr=args.lr, momentum=0.9, weight_decay=5e-4)
     criterion = nn.CrossEntropyLoss()
-
-    amp_dtype = AMP_DTYPES.get(args.dtype)
-    # Loss scaling only matters for fp16 gradients; for other dtypes the scaler is a pass-through.
-    scaler = torch.amp.GradScaler(device.type, enabled=args.dtype == "fp16")
 
     data = benchkit.fake_images(
         batches=args.batches,
@@ -58,27 +52,18 @@ def train(args: argparse.Namespace) -> None:
         data = [(x.to(memory_format=torch.channels_last), y) for x, y in data]
 
     model.train()
-    loop = benchkit.TimedLoop(
-        data,
-        batch_size=args.batch_size,
-        warmup=args.warmup,
-        measures=args.measures,
-        every=args.every,
-        sync=benchkit.synchronizer(device),
+    steps = benchkit.StepLoop(
+        data, args, device=device, units="items/s", optimizer=optimizer, precision=args.dtype
     )
-    for images, labels in loop:
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+    for images, labels in steps:
+        with steps.autocast():
             loss = criterion(model(images), labels)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        loop.log_loss(loss.detach())
+        steps.step(loss)
 
 
 def parser() -> argparse.ArgumentParser:
     p = benchkit.arg_parser("convnet", __doc__, batch_size=32, warmup=3, measures=20, every=10)
-    p.add_argument("--dtype", choices=["fp32", "tf32", *AMP_DTYPES], default="fp32")
+    p.add_argument("--dtype", choices=benchkit.PRECISIONS, default="fp32", help="precision")
     p.add_argument("--width", type=int, default=16, help="channels of the first conv layer")
     p.add_argument("--classes", type=int, default=10)
     p.add_argument("--batches", type=int, default=8, help="distinct synthetic batches, cycled")

@@ -1,38 +1,138 @@
-"""DINOv2 ViT-g/14 self-distillation training throughput (images/s) with transformers, on-device images.
+"""DINOv2 ViT-g/14 self-supervised training throughput (global crops/s), Milabench's dinov2 workload.
 
-Student and teacher are ``Dinov2Model`` backbones built from the ViT-g/14 configuration of
-``dinov2/configs/train/vitg14.yaml`` (1.1B parameters, SwiGLU, layer scale, stochastic depth)
-with random weights, each with a DINO projection head. Every image gives two global views
-(random resized crops and flips, made on the device); the student learns to match the teacher's
-centred, sharpened prototype distribution of the other view, and the teacher follows the student
-by EMA: the DINO objective of the DINOv2 recipe, without its local crops and iBOT patch loss.
-``--devices -1`` trains with DDP over every visible device (dinov2-giant-gpus).
+The recipe of DINOv2's ``vitg14.yaml`` (Milabench's configuration), in our own torch code around
+transformers' ``Dinov2Model`` (random weights): a student and an EMA teacher (momentum 0.994),
+each a ViT-g/14 backbone (40 layers of 1,536, SwiGLU, layer scale, stochastic depth 0.4 that
+skips the dropped samples' residual work, as DINOv2's blocks do) with separate DINO and iBOT
+heads (3-layer MLP, bottleneck 384, 131,072 weight-normalised prototypes). Every image gives 2
+global crops (224 px) and 8 local crops (98 px), made by DataLoader workers from FakeImageNet
+JPEGs with DINOv2's augmentations; half the global crops get 10-50 % of their patches masked.
+Losses: DINO (class token, student local and global crops against the teacher's other global
+crop), iBOT (masked patch tokens) with Sinkhorn-Knopp teacher targets, and KoLeo (weight 0.1)
+on the student's global class tokens; AdamW, gradient clipping at 3, fp16 with loss scaling
+(DINOv2's compute precision). The rate counts global crops, as Milabench does.
+``--devices -1`` trains with DDP (torchrun) over every visible device (dinov2-giant-gpus).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
+import math
+import types
+from typing import Any
 
 import benchkit
+import data
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from torch import nn
+from torchvision import transforms
 from transformers import Dinov2Config, Dinov2Model
 
-AMP = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
-# --- model ------------------------------------------------------------------------------
+# --- data ---------------------------------------------------------------------------------
 
 
-class DinoHead(nn.Module):
-    """DINO's projection: a 3-layer MLP, an L2-normalised bottleneck, weight-normalised prototypes."""
+def _jitter_gray() -> list[Any]:
+    return [
+        transforms.RandomApply([transforms.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8),
+        transforms.RandomGrayscale(p=0.2),
+    ]
 
-    def __init__(
-        self, dim: int, prototypes: int, hidden: int = 2048, bottleneck: int = 256
-    ) -> None:
+
+def _blur(p: float) -> Any:
+    return transforms.RandomApply([transforms.GaussianBlur(9, sigma=(0.1, 2.0))], p=p)
+
+
+class MultiCrop:
+    """DINOv2's DataAugmentationDINO: 2 global and ``local`` local crops of one image."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        bicubic = transforms.InterpolationMode.BICUBIC
+        finish = [transforms.ToTensor(), transforms.Normalize(MEAN, STD)]
+
+        def crop(size: int, scale: tuple[float, float]) -> list[Any]:
+            return [
+                transforms.RandomResizedCrop(size, scale=scale, interpolation=bicubic),
+                transforms.RandomHorizontalFlip(),
+                *_jitter_gray(),
+            ]
+
+        global_crop = crop(args.crop, (0.32, 1.0))
+        self.global1 = transforms.Compose([*global_crop, _blur(1.0), *finish])
+        solarize = transforms.RandomSolarize(threshold=128, p=0.2)
+        self.global2 = transforms.Compose([*global_crop, _blur(0.1), solarize, *finish])
+        self.local = transforms.Compose([*crop(args.local_crop, (0.05, 0.32)), _blur(0.5), *finish])
+        self.local_crops = args.local_crops
+
+    def __call__(self, image: Image.Image) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        local = [self.local(image) for _ in range(self.local_crops)]
+        return [self.global1(image), self.global2(image)], local
+
+
+class Collate:
+    """Stacks crops view-major and draws iBOT masks for half of the global crops."""
+
+    def __init__(self, patches: int, probability: float = 0.5, ratio=(0.1, 0.5)) -> None:
+        self.patches = patches
+        self.probability = probability
+        self.ratio = ratio
+
+    def __call__(self, samples: list[Any]) -> dict[str, torch.Tensor]:
+        views = [crops for crops, _label in samples]  # (global crops, local crops) per image
+        global_crops = torch.stack([g[i] for i in range(2) for g, _ in views])
+        local_crops = torch.stack([c[i] for i in range(len(views[0][1])) for _, c in views])
+        n = global_crops.size(0)
+        masked = int(n * self.probability)
+        masks = torch.zeros(n, self.patches, dtype=torch.bool)
+        # Ratios spread over [min, max] as DINOv2's collate does; random patches stand in for
+        # its blocks (the same number of masked tokens, hence the same work).
+        for i, ratio in enumerate(torch.linspace(*self.ratio, masked + 1)[:masked].tolist()):
+            masks[i, torch.randperm(self.patches)[: int(self.patches * ratio)]] = True
+        order = torch.randperm(n)
+        return {"global": global_crops, "local": local_crops, "masks": masks[order]}
+
+
+# --- model --------------------------------------------------------------------------------
+
+
+def _subset_residual(x: torch.Tensor, branch: Any, rate: float) -> torch.Tensor:
+    """DINOv2's stochastic depth: the residual of a random (1 - rate) share of the samples."""
+    batch = x.size(0)
+    keep = max(int(batch * (1 - rate)), 1)
+    index = torch.randperm(batch, device=x.device)[:keep]
+    residual = branch(x[index]).to(x.dtype)
+    return torch.index_add(x.flatten(1), 0, index, residual.flatten(1), alpha=batch / keep).view_as(
+        x
+    )
+
+
+def _layer_forward(
+    self: Any, hidden: torch.Tensor, attention_mask: Any = None, **kw: Any
+) -> torch.Tensor:
+    def attention(x: torch.Tensor) -> torch.Tensor:
+        return self.layer_scale1(
+            self.attention(self.norm1(x), attention_mask=attention_mask, **kw)[0]
+        )
+
+    def ffn(x: torch.Tensor) -> torch.Tensor:
+        return self.layer_scale2(self.mlp(self.norm2(x)))
+
+    if self.training and self.sample_drop > 0:
+        hidden = _subset_residual(hidden, attention, self.sample_drop)
+        return _subset_residual(hidden, ffn, self.sample_drop)
+    hidden = hidden + attention(hidden)
+    return hidden + ffn(hidden)
+
+
+class Head(nn.Module):
+    """DINO's projection: 3-layer MLP, L2-normalised bottleneck, weight-normalised prototypes."""
+
+    def __init__(self, dim: int, prototypes: int, bottleneck: int, hidden: int = 2048) -> None:
         super().__init__()
         self.mlp = nn.Sequential(
             nn.Linear(dim, hidden),
@@ -50,119 +150,146 @@ class DinoHead(nn.Module):
 
 
 class Dino(nn.Module):
-    def __init__(self, config: Dinov2Config, prototypes: int) -> None:
+    """Backbone with DINO and iBOT heads; returns the tensors the three losses need."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
         super().__init__()
+        config = Dinov2Config(
+            hidden_size=args.hidden,
+            num_hidden_layers=args.layers,
+            num_attention_heads=args.heads,
+            mlp_ratio=4,
+            use_swiglu_ffn=True,
+            layerscale_value=1e-5,
+            drop_path_rate=0.0,
+            image_size=args.crop,
+            patch_size=14,
+        )
         self.backbone = Dinov2Model(config)
-        self.head = DinoHead(config.hidden_size, prototypes)
+        for layer in self.backbone.encoder.layer:
+            layer.sample_drop = args.drop_path
+            layer.forward = types.MethodType(_layer_forward, layer)
+        self.dino_head = Head(args.hidden, args.prototypes, args.bottleneck)
+        self.ibot_head = Head(args.hidden, args.prototypes, args.bottleneck)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone(pixel_values=images).pooler_output)
-
-
-def global_views(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
-    """Two random resized crops (scale 0.32-1, as DINOv2's global crops) with flips per image."""
-    batch, _, height, width = images.shape
-    views = []
-    for _ in range(2):
-        crops = []
-        scales = torch.empty(batch).uniform_(0.32, 1.0, generator=generator)
-        for image, scale in zip(images, scales, strict=True):
-            side = max(1, int(height * scale.sqrt()))
-            top, left = (
-                torch.randint(0, n - side + 1, (1,), generator=generator).item()
-                for n in (height, width)
-            )
-            crop = image[:, top : top + side, left : left + side]
-            if torch.rand(1, generator=generator).item() < 0.5:
-                crop = crop.flip(-1)
-            crops.append(
-                F.interpolate(crop[None], size=(size, size), mode="bilinear", antialias=True)
-            )
-        views.append(torch.cat(crops))
-    return torch.cat(views)
+    def forward(
+        self, global_crops: torch.Tensor, local_crops: torch.Tensor | None, masks: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """The student (``local_crops`` given) sees its global crops masked; the teacher does
+        not. Both score the patch tokens at the masked positions."""
+        student = local_crops is not None
+        tokens = self.backbone(
+            pixel_values=global_crops, bool_masked_pos=masks if student else None
+        ).last_hidden_state
+        out = {"cls": tokens[:, 0], "global": self.dino_head(tokens[:, 0])}
+        out["patches"] = self.ibot_head(tokens[:, 1:][masks])
+        if student:
+            out["local"] = self.dino_head(self.backbone(pixel_values=local_crops).pooler_output)
+        return out
 
 
-def dino_loss(
-    student: torch.Tensor, teacher: torch.Tensor, center: torch.Tensor, args: argparse.Namespace
+# --- losses -------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def sinkhorn_knopp(
+    logits: torch.Tensor, temp: float, world: int, iterations: int = 3
 ) -> torch.Tensor:
-    """Cross-entropy between each view's student output and the teacher's output of the other view."""
-    student_views = (student / args.student_temp).chunk(2)
-    teacher_views = F.softmax((teacher - center) / args.teacher_temp, dim=-1).detach().chunk(2)
-    loss = sum(
-        -(t * F.log_softmax(s, dim=-1)).sum(dim=-1).mean()
-        for i, t in enumerate(teacher_views)
-        for j, s in enumerate(student_views)
-        if i != j
+    """DINOv2's teacher targets: a doubly normalised assignment over every rank's samples."""
+    q = torch.exp(logits.float() / temp).t()
+    count = torch.tensor(q.size(1), device=q.device, dtype=q.dtype)
+    total = q.sum()
+    if world > 1:
+        torch.distributed.all_reduce(count)
+        torch.distributed.all_reduce(total)
+    q /= total
+    for _ in range(iterations):
+        rows = q.sum(dim=1, keepdim=True)
+        if world > 1:
+            torch.distributed.all_reduce(rows)
+        q /= rows * q.size(0)
+        q /= q.sum(dim=0, keepdim=True) * count
+    return (q * count).t()
+
+
+def cross_entropy(targets: torch.Tensor, student: torch.Tensor, temp: float = 0.1) -> torch.Tensor:
+    return -(targets * F.log_softmax(student.float() / temp, dim=-1)).sum(dim=-1).mean()
+
+
+def koleo(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+    """Kozachenko-Leonenko entropy estimate: spreads the class tokens of a batch apart."""
+    x = F.normalize(x.float(), dim=-1, eps=eps)
+    with torch.no_grad():
+        dots = x @ x.t()
+        dots.fill_diagonal_(-1)
+        nearest = dots.argmax(dim=1)
+    return -torch.log(F.pairwise_distance(x, x[nearest], eps=eps) + eps).mean()
+
+
+def losses(
+    student: dict[str, torch.Tensor],
+    teacher: dict[str, torch.Tensor],
+    args: argparse.Namespace,
+    world: int,
+) -> torch.Tensor:
+    dino_targets = sinkhorn_knopp(teacher["global"], args.teacher_temp, world).chunk(2)
+    swapped = torch.cat([dino_targets[1], dino_targets[0]])  # each global crop learns the other
+    local = student["local"].chunk(args.local_crops)
+    dino = sum(cross_entropy(t, s) for s in local for t in dino_targets) + 2 * cross_entropy(
+        swapped, student["global"]
     )
-    return loss / 2
+    dino = dino / (2 * args.local_crops + 2)
+    ibot = cross_entropy(
+        sinkhorn_knopp(teacher["patches"], args.teacher_temp, world), student["patches"]
+    )
+    spread = sum(koleo(c) for c in student["cls"].chunk(2))
+    return dino + ibot + 0.1 * spread
+
+
+# --- training -----------------------------------------------------------------------------
 
 
 def train(args: argparse.Namespace) -> None:
     device, world = benchkit.init_distributed(args.device)
     torch.manual_seed(args.seed)
-    benchkit.set_tf32(True)
-    config = Dinov2Config(
-        hidden_size=args.hidden,
-        num_hidden_layers=args.layers,
-        num_attention_heads=args.heads,
-        mlp_ratio=4,
-        use_swiglu_ffn=True,
-        layerscale_value=1e-5,
-        drop_path_rate=args.drop_path,
-        image_size=args.crop,
-        patch_size=14,
-    )
-    student = Dino(config, args.prototypes).to(device)
-    # The mask token serves only iBOT's masked-patch loss, which this recipe leaves out; frozen,
-    # DDP does not wait for a gradient it never gets.
-    student.backbone.embeddings.mask_token.requires_grad_(False)
+    student = Dino(args).to(device)
     teacher = copy.deepcopy(student).requires_grad_(False)
+    online = student
     if world > 1:
         student = nn.parallel.DistributedDataParallel(student)
-    optimizer = torch.optim.AdamW(student.parameters(), lr=args.lr, weight_decay=0.04)
-    amp = AMP[args.amp]
-    autocast = torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
-    center = torch.zeros(args.prototypes, device=device)
-    generator = torch.Generator().manual_seed(args.seed)
+    # DINOv2's scaling rule: base_lr for a batch of 1,024, scaled by the square root.
+    lr = args.lr * math.sqrt(args.batch_size * world / 1024)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.04)
 
-    images = benchkit.fake_images(
-        batches=args.synthetic_batches,
-        batch_size=args.batch_size,
-        shape=(3, args.image_size, args.image_size),
-        seed=args.seed,
+    patches = (args.crop // 14) ** 2
+    loader = data.train_loader(
+        args,
+        pin_memory=torch.cuda.is_available(),
+        transform=MultiCrop(args),
+        collate_fn=Collate(patches),
+    )
+    # Milabench counts the global crops of a step (2 per image), on every rank.
+    steps = benchkit.StepLoop(
+        loader,
+        args,
         device=device,
-    )
-    loop = benchkit.TimedLoop(
-        images,
-        batch_size=args.batch_size * world,
         units="images/s",
-        warmup=args.warmup,
-        measures=args.measures,
-        every=args.every,
-        sync=benchkit.synchronizer(device),
+        optimizer=optimizer,
+        world=world,
+        batch_size=2 * args.batch_size,
+        clip_grad=3.0,
     )
-    for batch, _ in loop:
-        views = global_views(batch, args.crop, generator)
-        with autocast:
-            student_out = student(views)
+    for batch in steps:
+        with steps.autocast():
             with torch.no_grad():
-                teacher_out = teacher(views)
-            loss = dino_loss(student_out.float(), teacher_out.float(), center, args)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(student.parameters(), 3.0)
-        optimizer.step()
+                targets = teacher(batch["global"], None, batch["masks"])
+            outputs = student(batch["global"], batch["local"], batch["masks"])
+            loss = losses(outputs, targets, args, world)
+        steps.step(loss)
         with torch.no_grad():
-            online = student.module if world > 1 else student
             torch._foreach_lerp_(
                 list(teacher.parameters()), list(online.parameters()), 1 - args.ema
             )
-            batch_center = teacher_out.float().mean(dim=0)
-            if world > 1:
-                torch.distributed.all_reduce(batch_center)
-                batch_center /= world
-            center.lerp_(batch_center, 1 - args.center_momentum)
-        loop.log_loss(loss.detach())
 
 
 def parser() -> argparse.ArgumentParser:
@@ -170,20 +297,21 @@ def parser() -> argparse.ArgumentParser:
         "dinov2", __doc__.splitlines()[0], batch_size=32, warmup=3, measures=30, every=2
     )
     p.add_argument("--devices", type=int, default=1, help="DDP workers; -1: one per visible GPU")
-    p.add_argument("--amp", choices=sorted(AMP), default="bf16", help="autocast dtype")
-    p.add_argument("--image-size", type=int, default=256, help="side of the source images")
-    p.add_argument("--crop", type=int, default=224, help="side of the global views")
+    p.add_argument("--precision", choices=benchkit.PRECISIONS, default="fp16")
+    p.add_argument("--workers", type=int, default=10, help="DataLoader processes making crops")
+    p.add_argument("--crop", type=int, default=224, help="side of the global crops")
+    p.add_argument("--local-crop", type=int, default=98, help="side of the local crops")
+    p.add_argument("--local-crops", type=int, default=8, help="local crops per image")
     p.add_argument("--hidden", type=int, default=1536)
     p.add_argument("--layers", type=int, default=40)
     p.add_argument("--heads", type=int, default=24)
-    p.add_argument("--drop-path", type=float, default=0.4)
-    p.add_argument("--prototypes", type=int, default=65536, help="DINO head output dimension")
-    p.add_argument("--student-temp", type=float, default=0.1)
+    p.add_argument("--drop-path", type=float, default=0.4, help="stochastic depth rate")
+    p.add_argument("--prototypes", type=int, default=131072, help="DINO and iBOT head outputs")
+    p.add_argument("--bottleneck", type=int, default=384, help="heads' bottleneck dimension")
     p.add_argument("--teacher-temp", type=float, default=0.07)
     p.add_argument("--ema", type=float, default=0.994, help="teacher momentum")
-    p.add_argument("--center-momentum", type=float, default=0.9)
-    p.add_argument("--synthetic-batches", type=int, default=4, help="distinct on-device batches")
-    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--lr", type=float, default=2e-4, help="AdamW rate for a batch of 1,024")
+    data.add_arguments(p)
     return p
 
 

@@ -6,15 +6,16 @@ clip, the features that an EMA target encoder gives to the masked ones: multi-bl
 space (8 small and 2 large blocks, all frames), L1 loss on layer-normalised targets, as in
 ``app/vjepa/train.py``. Clips are decoded from MP4 files by DataLoader workers (16 frames, one
 every 4, from a random position) and augmented with a random resized crop and a flip.
-Unlike the original, transformers' encoder sees every token, masked or not, before the predictor
-selects the context, so a step costs somewhat more than in Meta's code.
-``--devices -1`` trains with DDP over every visible device (vjepa-gpus).
+As in Meta's code (its MultiMaskWrapper), the context encoder runs once per mask generator on
+that mask's visible tokens only (rotary positions of the kept tokens), and the target encoder
+once on every token. benchkit's StepLoop owns precision (bf16 autocast), clipping (10), the
+optimizer step and the timing. ``--devices -1`` trains with DDP over every visible device
+(vjepa-gpus).
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import math
 
@@ -29,7 +30,6 @@ from torchvision.transforms import v2
 from transformers import VJEPA2Config, VJEPA2Model
 from transformers.models.vjepa2.modeling_vjepa2 import apply_masks
 
-AMP = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 # (blocks, fraction of the frame each covers): V-JEPA's two multi-block mask generators.
 MASKS = ((8, 0.15), (2, 0.7))
 
@@ -136,17 +136,30 @@ class Jepa(nn.Module):
         super().__init__()
         self.model = VJEPA2Model(config)
 
+    def encode_context(self, embedded: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """The encoder's layers over the kept tokens only, scattered back to their places."""
+        encoder = self.model.encoder
+        hidden = apply_masks(embedded, [context])
+        for layer in encoder.layer:
+            hidden = layer(hidden, context)[0]
+        hidden = encoder.layernorm(hidden)
+        # The predictor selects the context itself: hand it a full-length sequence.
+        index = context.unsqueeze(-1).expand(-1, -1, hidden.size(-1))
+        return hidden.new_zeros(embedded.shape).scatter(1, index, hidden)
+
     def forward(
         self, clips: torch.Tensor, masks: list[tuple[torch.Tensor, torch.Tensor]]
     ) -> list[torch.Tensor]:
-        tokens = self.model.encoder(pixel_values_videos=clips).last_hidden_state
-        return [self.model.predictor(tokens, [c], [t]).last_hidden_state for c, t in masks]
+        embedded = self.model.encoder.embeddings(clips)
+        return [
+            self.model.predictor(self.encode_context(embedded, c), [c], [t]).last_hidden_state
+            for c, t in masks
+        ]
 
 
 def train(args: argparse.Namespace) -> None:
     device, world = benchkit.init_distributed(args.device)
     torch.manual_seed(args.seed)
-    benchkit.set_tf32(True)
     config = VJEPA2Config(
         crop_size=args.crop,
         frames_per_clip=args.frames,
@@ -166,25 +179,21 @@ def train(args: argparse.Namespace) -> None:
     if world > 1:
         jepa = nn.parallel.DistributedDataParallel(jepa)
     optimizer = torch.optim.AdamW(jepa.parameters(), lr=args.lr, weight_decay=0.04)
-    amp = AMP[args.amp]
-    autocast = torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
-    scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
     grid = (args.frames // 2, args.crop // 16, args.crop // 16)
     generator = torch.Generator().manual_seed(args.seed)
 
-    loop = benchkit.TimedLoop(
+    steps = benchkit.StepLoop(
         video_loader(args, world),
-        batch_size=args.batch_size * world,
+        args,
+        device=device,
         units="clips/s",
-        warmup=args.warmup,
-        measures=args.measures,
-        every=args.every,
-        sync=benchkit.synchronizer(device),
+        optimizer=optimizer,
+        world=world,
+        clip_grad=10.0,
     )
-    for clips in loop:
-        clips = clips.to(device, non_blocking=True)
+    for clips in steps:
         masks = multiblock_masks(grid, clips.size(0), generator, device)
-        with autocast:
+        with steps.autocast():
             with torch.no_grad():
                 features = target_encoder(pixel_values_videos=clips).last_hidden_state
                 features = F.layer_norm(features, features.shape[-1:])
@@ -193,16 +202,10 @@ def train(args: argparse.Namespace) -> None:
                 (z - apply_masks(features, [t])).abs().mean()
                 for z, (_, t) in zip(predictions, masks, strict=True)
             ) / len(masks)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        nn.utils.clip_grad_norm_(jepa.parameters(), 10.0)
-        scaler.step(optimizer)
-        scaler.update()
+        steps.step(loss)
         with torch.no_grad():
             encoder = list(online.model.encoder.parameters())
             torch._foreach_lerp_(list(target_encoder.parameters()), encoder, 1 - args.ema)
-        loop.log_loss(loss.detach())
 
 
 def parser() -> argparse.ArgumentParser:
@@ -210,7 +213,7 @@ def parser() -> argparse.ArgumentParser:
         "vjepa", __doc__.splitlines()[0], batch_size=24, warmup=3, measures=30, every=2
     )
     p.add_argument("--devices", type=int, default=1, help="DDP workers; -1: one per visible GPU")
-    p.add_argument("--amp", choices=sorted(AMP), default="bf16", help="autocast dtype")
+    p.add_argument("--precision", choices=benchkit.PRECISIONS, default="bf16")
     p.add_argument("--frames", type=int, default=16, help="frames per clip (even)")
     p.add_argument("--stride", type=int, default=4, help="source frames between clip frames")
     p.add_argument("--crop", type=int, default=224, help="side of the clip frames (multiple of 16)")

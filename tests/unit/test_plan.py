@@ -6,7 +6,7 @@ import pytest
 
 from orchestrator.config import Benchmark, Suite
 from orchestrator.errors import ConfigError
-from orchestrator.plan import PlanKind, make_plan, parse_devices
+from orchestrator.plan import Plan, PlanKind, make_plan, parse_devices
 from orchestrator.vendors import Device
 
 
@@ -86,3 +86,42 @@ def test_parse_devices() -> None:
     assert [d.index for d in parse_devices("1,3")] == ["1", "3"]
     with pytest.raises(ConfigError, match="--devices 'all'"):
         parse_devices("all")
+
+
+def _threads(plan: Plan) -> dict[str, str | None]:
+    return {j.id: j.env.get("OMP_NUM_THREADS") for j in plan.jobs}
+
+
+def test_cpu_threads_are_the_host_share_of_each_process() -> None:
+    s = suite(
+        bench("single", argv={"--devices": 1}),
+        bench("gpus", argv={"--devices": 2}, plan={"njobs": 1}),
+        bench("all", argv={"--devices": -1}, plan={"njobs": 1}),
+        bench("plain"),
+    )
+    plan = make_plan(s, vendor="cpu", cpus=16)
+    # 2 DDP workers get 8 threads each: the single process's 16 spread over the same CPUs.
+    assert _threads(plan) == {"single.0": "16", "gpus.0": "8", "all.0": "16", "plain.0": "16"}
+
+
+def test_accelerator_threads_split_the_host_per_device() -> None:
+    s = suite(
+        bench("per", argv={"--devices": 1}), bench("ddp", argv={"--devices": -1}, plan={"njobs": 1})
+    )
+    plan = make_plan(s, vendor="cuda", devices=GPUS, cpus=96)
+    assert set(_threads(plan).values()) == {"24"}  # one process per device either way
+
+
+def test_threads_never_zero_and_suite_env_wins() -> None:
+    s = suite(
+        bench("many", argv={"--devices": 8}, plan={"njobs": 1}),
+        bench("own", env={"OMP_NUM_THREADS": "3"}),
+    )
+    assert _threads(make_plan(s, vendor="cpu", cpus=4)) == {"many.0": "1", "own.0": "3"}
+    assert _threads(make_plan(s, vendor="cpu")) == {"many.0": None, "own.0": "3"}
+
+
+def test_planned_benchmark_is_skipped_as_not_built_yet() -> None:
+    plan = make_plan(suite(bench("later", status="planned"), bench("now")), vendor="cpu")
+    assert [j.bench for j in plan.jobs] == ["now"]
+    assert [(s.bench, s.reason) for s in plan.skipped] == [("later", "not built yet")]

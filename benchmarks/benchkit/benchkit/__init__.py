@@ -17,6 +17,7 @@ from .lifecycle import Terminated, main, session, versions
 from .loop import TimedLoop
 from .precision import PRECISIONS, precision_settings
 from .protocol import PROTOCOL_VERSION, Emitter, emit
+from .steps import StepLoop, to_device
 from .telemetry import GpuMonitor, amd_reading, nvml_reading, start_telemetry, visible_devices
 from .text import SPECIAL_TOKENS, Lexicon, train_tokenizer
 
@@ -27,6 +28,7 @@ __all__ = [
     "Emitter",
     "GpuMonitor",
     "Lexicon",
+    "StepLoop",
     "Terminated",
     "TimedLoop",
     "__version__",
@@ -56,6 +58,7 @@ __all__ = [
     "silence_other_ranks",
     "start_telemetry",
     "synchronizer",
+    "to_device",
     "torch_device",
     "train_tokenizer",
     "versions",

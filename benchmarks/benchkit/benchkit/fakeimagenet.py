@@ -66,11 +66,19 @@ def generate(spec: dict[str, Any]) -> Callable[[Path], None]:
     return run
 
 
-def train_loader(args: argparse.Namespace, *, pin_memory: bool = False) -> Any:
+def train_loader(
+    args: argparse.Namespace,
+    *,
+    pin_memory: bool = False,
+    transform: Callable[[Any], Any] | None = None,
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+) -> Any:
     """The ImageNet training pipeline over the cached JPEGs: decode and augment on the fly.
 
-    ``args`` carries the dataset options of ``add_arguments`` plus ``crop``, ``batch_size``,
-    ``workers``, ``every``, ``warmup`` and ``measures``.
+    ``args`` carries the dataset options of ``add_arguments`` plus ``batch_size``, ``workers``,
+    ``every``, ``warmup``, ``measures`` and, for the default augmentation (RandomResizedCrop,
+    flip, ToTensor, Normalize), ``crop``. ``transform`` and ``collate_fn`` replace the
+    augmentation and the batching (DINOv2's multi-crop does both).
     """
     import torch
     import torchvision
@@ -79,7 +87,7 @@ def train_loader(args: argparse.Namespace, *, pin_memory: bool = False) -> Any:
     from .cache import require_dataset
 
     root = require_dataset(params(args)) / "train"
-    augment = transforms.Compose(
+    augment = transform or transforms.Compose(
         [
             transforms.RandomResizedCrop(args.crop),
             transforms.RandomHorizontalFlip(),
@@ -99,6 +107,7 @@ def train_loader(args: argparse.Namespace, *, pin_memory: bool = False) -> Any:
             num_samples=args.batch_size * args.every * (args.warmup + args.measures + 1),
         ),
         num_workers=args.workers,
+        collate_fn=collate_fn,
         pin_memory=pin_memory,
         drop_last=True,
         # Workers survive the epoch boundary: restarting them is not what a long run pays.

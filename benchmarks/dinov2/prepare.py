@@ -1,0 +1,19 @@
+"""Generates FakeImageNet for the dinov2 benchmarks; returns at once when it is already there."""
+
+from __future__ import annotations
+
+import sys
+
+import benchkit
+import data
+
+if __name__ == "__main__":
+    # prepare.py receives main.py's whole command line; only the dataset options matter here.
+    benchkit.prepare_main(
+        sys.argv[1:],
+        prog="dinov2-prepare",
+        add_arguments=data.add_arguments,
+        params=data.params,
+        generate=data.generate,
+        label="FakeImageNet",
+    )
