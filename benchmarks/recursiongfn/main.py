@@ -349,17 +349,18 @@ def train(args: argparse.Namespace) -> None:
     cond = thermometer(beta, args.temperature_bins, args.beta)
 
     sizes: list[int] = []
-    loop = benchkit.TimedLoop(
+    steps = benchkit.StepLoop(
         range(args.steps),  # restarted until the measurements are taken
-        batch_size=args.batch_size,
+        args,
+        device=device,
         units="graphs/s",
-        warmup=args.warmup,
-        measures=args.measures,
-        every=args.every,
-        sync=benchkit.synchronizer(device),
+        optimizer=optimizer,
+        precision="fp32",
+        clip_grad=args.clip_grad,
+        move=False,
         work=lambda _: sizes[-1],  # states trained on, known once the step sampled them
     )
-    for _ in loop:
+    for _ in steps:
         runs = sample(env, sampler, cond, args.batch_size, device)
         graphs = [g for run in runs for g in run.states]
         taken = [a for run in runs for a in run.actions]
@@ -374,15 +375,11 @@ def train(args: argparse.Namespace) -> None:
         traj_pf = torch.zeros(args.batch_size, device=device).index_add(0, owner, log_pf)
         log_z = log_z[torch.cumsum(lengths, 0) - lengths]
         loss = (log_z + traj_pf - log_reward - log_pb).pow(2).mean()
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        nn.utils.clip_grad_norm_(model.parameters(), args.clip_grad)
-        optimizer.step()
+        steps.step(loss)
         with torch.no_grad():
             for target, source in zip(sampler.parameters(), model.parameters(), strict=True):
                 target.lerp_(source, 1 - args.sampling_tau)
         sizes.append(batch.num_graphs)
-        loop.log_loss(loss.detach())
 
 
 def parser() -> argparse.ArgumentParser:

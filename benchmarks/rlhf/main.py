@@ -22,7 +22,6 @@ padded batch (what Milabench's observer counts), times the DDP workers (``--devi
 from __future__ import annotations
 
 import argparse
-import contextlib
 
 import benchkit
 import data
@@ -36,7 +35,6 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-AMP = {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}
 INVALID_LOGPROB = 1.0  # TRL's fill value for log-probabilities past a response's end
 
 
@@ -126,7 +124,6 @@ class PPO:
         self.trained: nn.Module = models["trained"]
         self.policy, self.value = models["policy"], models["value"]
         self.ref, self.reward = models["ref"], models["reward"]
-        self.optimizer = torch.optim.AdamW(self.trained.parameters(), lr=args.lr, eps=1e-8)
         self.generation = GenerationConfig(
             max_new_tokens=args.response_length,
             temperature=args.temperature + 1e-7,
@@ -185,8 +182,8 @@ class PPO:
             "padding_p1": padding_p1,
         }
 
-    def update(self, batch: dict[str, torch.Tensor], context: int) -> torch.Tensor:
-        """One clipped PPO step on the whole batch (TRL's single mini- and micro-batch)."""
+    def loss(self, batch: dict[str, torch.Tensor], context: int) -> torch.Tensor:
+        """The clipped PPO loss on the whole batch (TRL's single mini- and micro-batch)."""
         a = self.args
         logits, vpred = self.trained(batch["query_responses"], self.pad)
         logits = logits[:, context - 1 : -1] / (a.temperature + 1e-7)
@@ -207,11 +204,7 @@ class PPO:
             ),
             ~batch["padding"],
         )
-        loss = pg_loss + a.vf_coef * vf_loss
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
+        return pg_loss + a.vf_coef * vf_loss
 
 
 def prompt_batches(args: argparse.Namespace, tokenizer: PreTrainedTokenizerFast, world: int):
@@ -261,28 +254,25 @@ def train(args: argparse.Namespace) -> None:
         {"trained": trained, "policy": policy, "value": value, "ref": ref, "reward": reward},
         tokenizer.pad_token_id,
     )
-    amp = AMP[args.amp]
-    autocast = torch.autocast(device.type, dtype=amp) if amp else contextlib.nullcontext()
-
-    loop = benchkit.TimedLoop(
+    steps = benchkit.StepLoop(
         prompt_batches(args, tokenizer, world),
-        batch_size=args.batch_size * world,
+        args,
+        device=device,
         units="tokens/s",
-        warmup=args.warmup,
-        measures=args.measures,
-        every=args.every,
-        sync=benchkit.synchronizer(device),
+        optimizer=torch.optim.AdamW(trained.parameters(), lr=args.lr, eps=1e-8),
+        precision=args.amp,  # TRL's --bf16: accelerate's autocast over fp32 weights
+        world=world,
         work=lambda queries: queries.numel() * world,
     )
-    for queries in loop:
-        queries = queries.to(device)
-        with autocast:
+    for queries in steps:
+        with steps.autocast():
             policy.eval()
             batch = ppo.rollout(queries)
             policy.train()
-            for _ in range(args.ppo_epochs):
-                loss = ppo.update(batch, queries.size(1))
-        loop.log_loss(loss)
+        for _ in range(args.ppo_epochs):
+            with steps.autocast():
+                loss = ppo.loss(batch, queries.size(1))
+            steps.step(loss)
     if world > 1:
         torch.distributed.destroy_process_group()
 
@@ -293,7 +283,10 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--devices", type=int, default=1, help="DDP workers; -1: one per visible GPU")
     p.add_argument(
-        "--amp", choices=sorted(AMP), default="bf16", help="autocast dtype (TRL's --bf16)"
+        "--amp",
+        choices=("fp32", "fp16", "bf16"),
+        default="bf16",
+        help="autocast dtype (TRL's --bf16)",
     )
     p.add_argument("--response-length", type=int, default=53, help="sampled tokens per prompt")
     p.add_argument("--temperature", type=float, default=0.7)
