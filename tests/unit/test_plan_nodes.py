@@ -266,3 +266,22 @@ def test_a_backend_that_cannot_count_trusts_nodes_or_fails(
     bare = request(tmp_path)
     with pytest.raises(BackendUnavailable, match="cannot list nodes"):
         workflow.fit_nodes(bare, workflow.prepare(bare), Uncountable(), workflow.Phase.RUN)
+
+
+def test_resume_plans_the_nodes_of_the_run_it_continues(bench_root: Path, tmp_path: Path) -> None:
+    req = request(tmp_path, nodes=2, select=("one", "two"))
+    first = workflow.run(req, workflow.prepare(req))
+    assert first.run.meta()["plan"]["nodes"] == 2
+    events = first.run.events_path("two.N2")
+    events.unlink()  # as if the run had been killed before this job
+    result = CliRunner().invoke(
+        app, ["run", "--resume", str(first.run.path), "--backend", "local", "--vendor", "cpu"]
+    )
+    assert result.exit_code == 0, result.output
+    assert [e["value"] for e in read_events(events) if e["event"] == "rate"] == [
+        20.0,
+        21.0,
+        22.0,
+        23.0,
+        24.0,
+    ]
