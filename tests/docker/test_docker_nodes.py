@@ -1,8 +1,10 @@
 """A multi-node job through the Docker backend: one container per node on a network of the job's own.
 
-The node program is test_plan_nodes.py's (standard library only): node 0 listens on the master
-address and port, the others connect to it by the container name Docker's DNS resolves on a
-user-defined network. The real torch path over nodes is test_catalogue_nodes.py (local backend).
+The scripted node program is test_plan_nodes.py's (standard library only): node 0 listens on the
+master address and port, the others connect to it by the container name Docker's DNS resolves on
+a user-defined network. The torch one runs DDP over two containers through benchkit's launch:
+torchrun's static rendezvous at node 0, one gloo worker per node, on the matmul image that the
+Docker tests build (torch + benchkit) with its main.py replaced.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from imagesupport import CpuBuild
 from scriptedimage import DOCKERFILE, _context
 from test_docker_backend import Run
 
@@ -108,3 +111,55 @@ def test_resume_replaces_a_stale_network_of_its_own_run(
     assert [s.status for s in outcome.states] == ["ok"]
     with pytest.raises(Exception, match="not found"):
         docker_client.networks.get(stale.id)
+
+
+DDP_PROGRAM = """
+import argparse, itertools, os
+
+import benchkit
+import torch
+
+
+def train(args):
+    device, world = benchkit.init_distributed("cpu")
+    model = torch.nn.parallel.DistributedDataParallel(torch.nn.Linear(16, 1))
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    rank = torch.distributed.get_rank()
+    print(f"rank {rank} of {world} on node {os.environ['MBCTL_NODE_RANK']}", flush=True)
+    loop = benchkit.TimedLoop(itertools.count(), batch_size=4 * world, warmup=1, measures=5, every=1)
+    for _ in loop:
+        loss = model(torch.randn(4, 16)).pow(2).mean()
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        loop.log_loss(loss.detach())
+    torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    benchkit.relaunch_under_torchrun(1)
+    benchkit.silence_other_ranks()
+    benchkit.main(train, argparse.ArgumentParser("ddp-nodes"))
+"""
+
+
+@pytest.mark.slow
+def test_torch_ddp_over_two_containers_with_static_rendezvous(
+    run: Run, docker_client: Any, cpu_build: CpuBuild
+) -> None:
+    matmul = next(b for b in cpu_build.built if b.spec.name == "matmul")
+    files = {
+        "Dockerfile": f"FROM {matmul.spec.tag}\nCOPY main.py ./main.py\n",
+        "main.py": DDP_PROGRAM,
+    }
+    digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:12]
+    tag = f"mbctl-test/ddp-nodes:{digest}"
+    docker_client.images.build(fileobj=_context(files), custom_context=True, tag=tag, rm=True)
+    outcome = run.execute(DockerBackend(nodes=2), node_job("ddp", tag))
+    log = run.dir.log_path("ddp.N2").read_text()
+    assert [(s.status, s.reason) for s in outcome.states] == [("ok", None)], log[-3000:]
+    rates = run.events("ddp.N2", "rate")
+    assert len(rates) == 5 and all(r["value"] > 0 for r in rates)
+    # rank 0 speaks the protocol; rank 1's stdout is silenced, its agent's log lines are merged
+    assert len(run.events("ddp.N2", "start")) == 1
+    assert "rank 0 of 2 on node 0" in log
