@@ -95,7 +95,10 @@ def _skip_reason(
         if vendor is Vendor.CPU or small:
             return f"needs {need_gb:g} GB per device"
     if bench.plan.kind is PlanKind.NODES and bench.plan.n > nodes:
-        return f"needs {bench.plan.n} nodes, {nodes} available"
+        return (
+            f"needs {bench.plan.n} nodes, {nodes} available "
+            f"(--nodes {bench.plan.n} on a backend that can place them)"
+        )
     return None
 
 
@@ -123,9 +126,11 @@ def omp_threads(bench: Benchmark, vendor: Vendor, devices: Sequence[Device], cpu
     accelerators one process per device does (per-device jobs run side by side, a
     data-parallel job runs one worker per device), each with the same share.
     """
+    # cpus is given for local and docker only, which run every node of a job on this one host
+    nodes = bench.plan.n if bench.plan.kind is PlanKind.NODES else 1
     if vendor is Vendor.CPU:
-        return max(cpus // _cpu_processes(bench), 1)
-    return max(cpus // max(len(devices), 1), 1)
+        return max(cpus // (_cpu_processes(bench) * nodes), 1)
+    return max(cpus // (max(len(devices), 1) * nodes), 1)
 
 
 def make_plan(

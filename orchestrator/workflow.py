@@ -124,8 +124,7 @@ def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
     backend_name, notes = choose_backend(req.backend)
     # without --nodes the backend's own count is known only once it runs (see fit_nodes)
     nodes = req.nodes or 1
-    # Jobs of the local and docker backends share this host's CPUs (OMP_NUM_THREADS per job).
-    cpus = os.cpu_count() if backend_name in ("local", "docker") else None
+    cpus = _host_cpus(backend_name)
     plan = make_plan(suite, vendor=target.vendor, devices=target.devices, nodes=nodes, cpus=cpus)
     if backend_name != "local" and _needs_images(backend_name, req):
         planned = {job.bench for job in plan.jobs}
@@ -205,7 +204,7 @@ def make_backend(name: str, req: Request, *, vendor: str | None = None) -> Backe
     cls = backend_class(name)
     backend: Backend
     if name == "local":
-        backend = cls(python=req.python)
+        backend = cls(python=req.python, nodes=req.nodes or 1)
     elif name == "kubernetes":
         from orchestrator.backends.kubernetes import load_settings
 
@@ -217,6 +216,8 @@ def make_backend(name: str, req: Request, *, vendor: str | None = None) -> Backe
         backend = cls(
             load_slurm_settings(req.slurm_config), python=req.python, data_dir=req.data_dir
         )
+    elif name == "docker":
+        backend = cls(nodes=req.nodes or 1)
     else:
         backend = cls()
     backend.check()
@@ -234,6 +235,7 @@ def run(
 ) -> RunResult:
     """Execute a prepared plan into a new run folder (or the ``--resume`` one)."""
     backend = make_backend(prepared.backend_name, req, vendor=prepared.target.vendor.value)
+    prepared = fit_nodes(req, prepared, backend, phase)
     data_dir = (req.data_dir or default_data_dir()).resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     plan = prepared.plan
@@ -277,7 +279,7 @@ def run(
 def _record_nodes(backend: Backend, rundir: RunDir, vendor: str) -> None:
     """On a cluster, meta.json describes the nodes that ran (``nodes``, and ``system`` from the
     first of them); what the controller is, is kept under ``controller``."""
-    described = getattr(backend, "nodes", None)
+    described = getattr(backend, "nodes_that_ran", None)
     nodes = described() if described is not None else {}
     if not nodes:
         return
@@ -307,6 +309,54 @@ def nodes_that_ran(rundir: RunDir) -> dict[str, dict[str, Any]]:
             entry["gpu_product"] = entry["gpu_product"] or node.get("gpu_product")
             entry["jobs"].append(job_id)
     return {name: found[name] for name in sorted(found)}
+
+
+def _host_cpus(backend_name: str) -> int | None:
+    """Jobs of the local and docker backends share this host's CPUs (OMP_NUM_THREADS per job)."""
+    return os.cpu_count() if backend_name in ("local", "docker") else None
+
+
+def fit_nodes(req: Request, prepared: Prepared, backend: Backend, phase: Phase) -> Prepared:
+    """Re-plan for the nodes ``backend`` can place: all of them without ``--nodes``, at most
+    that many with it. ``{nodes: N}`` benchmarks beyond it are skipped with the reason.
+
+    A cluster backend that cannot count its nodes (no right to list them) trusts ``--nodes``.
+    """
+    try:
+        capacity = backend.max_nodes()
+    except BackendUnavailable as exc:
+        if req.nodes is None:
+            raise
+        capacity = req.nodes
+        prepared.notes.append(f"nodes: trusting --nodes {req.nodes} ({exc.message})")
+    nodes = capacity if req.nodes is None else min(req.nodes, capacity)
+    if nodes == prepared.plan.nodes:
+        return prepared
+    suite, target = prepared.suite, prepared.target
+    cpus = _host_cpus(prepared.backend_name)
+    refs = {job.bench: job.image for job in prepared.plan.jobs if job.image}
+    plan = make_plan(
+        suite, vendor=target.vendor, devices=target.devices, nodes=nodes, images=refs, cpus=cpus
+    )
+    unresolved = {job.bench for job in plan.jobs if job.image is None}
+    if (
+        unresolved
+        and prepared.backend_name != "local"
+        and _needs_images(prepared.backend_name, req)
+    ):
+        refs |= job_images(req, suite, target.vendor, prepared.backend_name, unresolved)
+        plan = make_plan(
+            suite,
+            vendor=target.vendor,
+            devices=target.devices,
+            nodes=nodes,
+            images=refs,
+            cpus=cpus,
+        )
+    if phase is Phase.PREPARE:
+        plan = preparation_plan(plan, config.benchmarks_root())
+    note = f"nodes: {nodes} (the {prepared.backend_name} backend places {capacity})"
+    return Prepared(suite, target, plan, prepared.backend_name, [*prepared.notes, note])
 
 
 def preparation_plan(plan: Plan, benchmarks_root: Path) -> Plan:

@@ -86,6 +86,14 @@ class Backend(Protocol):
     def cancel(self, handle: Handle) -> None:
         """Stop the job and everything it started; safe to call twice or after exit."""
 
+    def max_nodes(self) -> int:
+        """How many nodes one job can span here: a ``{nodes: N}`` benchmark is planned when
+        N is at most this, skipped otherwise. 1 (this machine) unless a backend knows better:
+        local and docker place what ``--nodes`` asks for on this host (processes, containers),
+        cluster backends count the nodes they can schedule. Backends that subclass this
+        protocol inherit the default."""
+        return 1
+
 
 BACKENDS = {
     "local": "orchestrator.backends.local:LocalBackend",

@@ -10,20 +10,29 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import signal
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from orchestrator import vendors
-from orchestrator.backends.base import Exit, Handle, Phase, RunContext, Status, split_lines
-from orchestrator.backends.local import job_environment
+from orchestrator.backends.base import (
+    Backend,
+    Exit,
+    Handle,
+    Phase,
+    RunContext,
+    Status,
+    split_lines,
+)
+from orchestrator.backends.local import job_environment, node_environment
 from orchestrator.errors import BackendUnavailable, ConfigError, ImageError, OrchestratorError
 from orchestrator.plan import Job
 from orchestrator.vendors import HostFacts
@@ -251,8 +260,12 @@ def _errors() -> Any:
     return docker.errors
 
 
-class DockerBackend:
-    """Runs each job as a detached container, reads its log, judges and removes it."""
+class DockerBackend(Backend):
+    """Runs each job as a detached container, reads its log, judges and removes it.
+
+    A job spanning N nodes runs as N containers on a network of its own (``nodes`` is how
+    many ``--nodes`` allows on this one host): see ``node_specs``.
+    """
 
     name = "docker"
 
@@ -262,8 +275,10 @@ class DockerBackend:
         *,
         client: Any = None,
         host: HostFacts | None = None,
+        nodes: int = 1,
     ) -> None:
         self.settings = settings or DockerSettings()
+        self.nodes = nodes
         self._client = client
         self._host = host
         self._logs_client: Any = None
@@ -293,7 +308,12 @@ class DockerBackend:
     def check(self) -> None:
         connect(PING_TIMEOUT).close()
 
+    def max_nodes(self) -> int:
+        return self.nodes
+
     def submit(self, job: Job, ctx: RunContext) -> Handle:
+        if job.nodes > 1 and ctx.phase is Phase.RUN:
+            return self._submit_nodes(job, ctx)
         spec = container_spec(job, ctx, self.settings, self.host_facts(job.vendor))
         results = results_dir(ctx, job)
         results.mkdir(parents=True, exist_ok=True)
@@ -373,6 +393,9 @@ class DockerBackend:
         return image_record(ref, image_id, digests)
 
     def stream(self, handle: Handle) -> Iterator[str]:
+        if isinstance(handle.native, NodeContainers):
+            yield from self._stream_nodes(handle)
+            return
         errors = _errors()
         drained: threading.Event = handle.extra["drained"]
         try:
@@ -391,6 +414,8 @@ class DockerBackend:
         has read its log (or LOG_GRACE seconds, for a caller that never streams)."""
         import requests
 
+        if isinstance(handle.native, NodeContainers):
+            return self._wait_nodes(handle, timeout)
         errors = _errors()
         container = handle.native
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -440,6 +465,10 @@ class DockerBackend:
     def cancel(self, handle: Handle) -> None:
         import requests
 
+        if isinstance(handle.native, NodeContainers):
+            for node in handle.native.containers:
+                self.cancel(Handle(job=handle.job, native=node))
+            return
         errors = _errors()
         container = handle.native
         try:
@@ -457,7 +486,109 @@ class DockerBackend:
         return leftovers(self.client, exclude_run=exclude_run)
 
     def cleanup_run(self, run_id: str) -> list[Leftover]:
-        return cleanup_run(run_id, self.client)
+        removed = cleanup_run(run_id, self.client)
+        remove_node_networks(self.client, run_id)
+        return removed
+
+    # --- one job over several nodes ------------------------------------------------------------
+
+    def _submit_nodes(self, job: Job, ctx: RunContext) -> Handle:
+        specs = node_specs(job, ctx, self.settings, self.host_facts(job.vendor))
+        results = results_dir(ctx, job)
+        results.mkdir(parents=True, exist_ok=True)
+        self._hand_over(results)
+        network = self._node_network(job, ctx)
+        group = NodeContainers(network=network)
+        try:
+            for spec in specs:
+                group.containers.append(self._run(job, ctx, spec))
+        except OrchestratorError:
+            for started in group.containers:
+                with contextlib.suppress(_errors().APIError):
+                    started.remove(force=True)
+            with contextlib.suppress(_errors().APIError):
+                network.remove()
+            raise
+        image = self._image(specs[0]["image"], group.containers[0])
+        return Handle(job=job, native=group, extra={"drained": threading.Event(), "image": image})
+
+    def _node_network(self, job: Job, ctx: RunContext) -> Any:
+        """The job's own bridge network: its containers find node 0 by name on it."""
+        errors = _errors()
+        name = node_network_name(ctx.run_id, job.id)
+        with contextlib.suppress(errors.NotFound):
+            stale = self.client.networks.get(name)
+            if (stale.attrs.get("Labels") or {}).get(LABEL_RUN) == ctx.run_id:
+                stale.remove()  # left by an interrupted attempt of this run (--resume)
+        return self.client.networks.create(
+            name, driver="bridge", labels=job_labels(job, ctx), check_duplicate=True
+        )
+
+    def _stream_nodes(self, handle: Handle) -> Iterator[str]:
+        """Every node's log lines, interleaved as they come."""
+        group: NodeContainers = handle.native
+        lines: queue.Queue[str | None] = queue.Queue()
+        nodes = [
+            Handle(job=handle.job, native=c, extra={"drained": threading.Event()})
+            for c in group.containers
+        ]
+
+        def pump(node: Handle) -> None:
+            try:
+                for line in self.stream(node):
+                    lines.put(line)
+            finally:
+                lines.put(None)
+
+        for node in nodes:
+            threading.Thread(target=pump, args=(node,), daemon=True).start()
+        try:
+            running = len(nodes)
+            while running:
+                line = lines.get()
+                if line is None:
+                    running -= 1
+                else:
+                    yield line
+        finally:
+            handle.extra["drained"].set()
+
+    def _wait_nodes(self, handle: Handle, timeout: float | None) -> Exit | None:
+        """Like ``wait``, for all nodes: the first node that fails stops the others and is the
+        job's exit; the containers and their network are then removed."""
+        errors = _errors()
+        group: NodeContainers = handle.native
+        deadline = None if timeout is None else time.monotonic() + timeout
+        failed: Exit | None = None
+        try:
+            while True:
+                for container in group.containers:
+                    container.reload()
+                ended = [c for c in group.containers if c.status in ("exited", "dead")]
+                verdicts = [judge(c.attrs.get("State", {})) for c in ended]
+                failed = next((v for v in verdicts if v.status is not Status.OK), None)
+                if failed is not None or len(ended) == len(group.containers):
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    return None
+                time.sleep(POLL)
+        except errors.NotFound:
+            failed = Exit(
+                None, Status.ERROR, "a node's container disappeared (removed by someone else?)"
+            )
+        if failed is not None:
+            for container in group.containers:
+                with contextlib.suppress(errors.NotFound, errors.APIError):
+                    container.stop(timeout=STOP_GRACE)
+        result = failed or Exit(0, Status.OK)
+        result.image = handle.extra["image"]
+        handle.extra["drained"].wait(LOG_GRACE)
+        for container in group.containers:
+            with contextlib.suppress(errors.NotFound, errors.APIError):
+                container.remove(force=True)
+        with contextlib.suppress(errors.NotFound, errors.APIError):
+            group.network.remove()
+        return result
 
 
 # --- containers that outlived their run ------------------------------------------------------
@@ -534,3 +665,59 @@ def clean(
 def cleanup_run(run_id: str, client: Any | None = None) -> list[Leftover]:
     """Remove whatever containers of ``run_id`` remain (after a run, or when resuming it)."""
     return clean(client, run_id=run_id)
+
+
+# --- one job over several nodes: N containers on a network of their own (pure part) ----------
+
+#: The rendezvous port of node 0 inside its container (each container has its own ports).
+NODE_MASTER_PORT = 29500
+LABEL_NODE = "mbctl.node"
+
+
+@dataclass
+class NodeContainers:
+    """The containers of a multi-node job, node 0 first, and the network they share."""
+
+    network: Any
+    containers: list[Any] = field(default_factory=list)
+
+
+def node_network_name(run_id: str, job_id: str) -> str:
+    return container_name(run_id, job_id)
+
+
+def node_container_name(run_id: str, job_id: str, rank: int) -> str:
+    return container_name(run_id, f"{job_id}-node{rank}")
+
+
+def node_specs(
+    job: Job, ctx: RunContext, settings: DockerSettings, host: HostFacts | None = None
+) -> list[dict[str, Any]]:
+    """One ``container_spec`` per node of ``job``: the same container, named ``...-node<r>``,
+    on the job's network, with the multi-node variables (node 0's name is the master address:
+    Docker's DNS resolves container names on a user-defined network)."""
+    base = container_spec(job, ctx, settings, host)
+    master = node_container_name(ctx.run_id, job.id, 0)
+    specs = []
+    for rank in range(job.nodes):
+        env = node_environment(job.nodes, rank, master, NODE_MASTER_PORT)
+        specs.append(
+            {
+                **base,
+                "name": node_container_name(ctx.run_id, job.id, rank),
+                "hostname": node_container_name(ctx.run_id, job.id, rank),
+                "labels": {**base["labels"], LABEL_NODE: str(rank)},
+                "environment": {**base["environment"], **env},
+                "network": node_network_name(ctx.run_id, job.id),
+            }
+        )
+    return specs
+
+
+def remove_node_networks(client: Any, run_id: str) -> None:
+    """Remove the networks of ``run_id``'s multi-node jobs (only ours: labelled with the run)."""
+    errors = _errors()
+    for network in client.networks.list(filters={"label": f"{LABEL_RUN}={run_id}"}):
+        if (network.attrs.get("Labels") or {}).get(LABEL_RUN) == run_id:
+            with contextlib.suppress(errors.NotFound, errors.APIError):
+                network.remove()

@@ -6,12 +6,22 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from orchestrator.backends.base import Exit, Handle, Phase, RunContext, Status, split_lines
+from orchestrator.backends.base import (
+    Backend,
+    Exit,
+    Handle,
+    Phase,
+    RunContext,
+    Status,
+    split_lines,
+)
 from orchestrator.errors import BackendUnavailable, ConfigError
 from orchestrator.plan import Job
 
@@ -36,13 +46,21 @@ def script_for(definition: Path, phase: Phase) -> Path | None:
     return script if script.is_file() else None
 
 
-class LocalBackend:
-    """Runs benchmarks as processes of this machine, with the frameworks of ``python``."""
+class LocalBackend(Backend):
+    """Runs benchmarks as processes of this machine, with the frameworks of ``python``.
+
+    A job spanning N nodes runs as N processes on loopback, one per node (``nodes`` is how
+    many ``--nodes`` allows), with the multi-node variables of ``node_environment``.
+    """
 
     name = "local"
 
-    def __init__(self, python: str | None = None) -> None:
+    def __init__(self, python: str | None = None, *, nodes: int = 1) -> None:
         self.python = python or sys.executable
+        self.nodes = nodes
+
+    def max_nodes(self) -> int:
+        return self.nodes
 
     def check(self) -> None:
         # jobs start in their benchmark's folder: a relative or bare interpreter must be resolved here
@@ -68,6 +86,9 @@ class LocalBackend:
             "MBCTL_RESULTS": str(ctx.run_dir),
             "PYTHONPATH": path,
         }
+        if job.nodes > 1 and ctx.phase is Phase.RUN:
+            group = NodeGroup.start([self.python, script.name, *job.argv], folder, env, job.nodes)
+            return Handle(job=job, native=group)
         proc = subprocess.Popen(
             [self.python, script.name, *job.argv],
             cwd=folder,
@@ -128,3 +149,93 @@ class LocalBackend:
                 return
             except subprocess.TimeoutExpired:
                 continue
+
+
+# --- one job over several nodes, emulated on loopback ----------------------------------------
+
+
+def node_environment(nnodes: int, rank: int, master_addr: str, port: int) -> dict[str, str]:
+    """The multi-node contract every backend follows (docs/multinode.md, benchkit.distributed)."""
+    return {
+        "MBCTL_NNODES": str(nnodes),
+        "MBCTL_NODE_RANK": str(rank),
+        "MBCTL_MASTER_ADDR": master_addr,
+        "MBCTL_MASTER_PORT": str(port),
+    }
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on now (node 0's torchrun binds it a moment later)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+class NodeGroup:
+    """The N node processes of one job, seen as one ``Popen``: one merged output pipe, one
+    process group (``pid`` is node 0's, the group's id), one exit code.
+
+    Writes of a line to a pipe are atomic up to PIPE_BUF, so the nodes' lines do not mix.
+    A node that fails stops the others: they would otherwise wait for it until the deadline.
+    """
+
+    def __init__(self, procs: list[subprocess.Popen[bytes]], read_fd: int) -> None:
+        self.procs = procs
+        self.pid = procs[0].pid
+        self.stdout = os.fdopen(read_fd, "rb", buffering=0)
+        self.returncode: int | None = None
+
+    @classmethod
+    def start(cls, command: list[str], cwd: Path, env: Mapping[str, str], nnodes: int) -> NodeGroup:
+        port = free_port()
+        read_fd, write_fd = os.pipe()
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            for rank in range(nnodes):
+                procs.append(
+                    subprocess.Popen(
+                        command,
+                        cwd=cwd,
+                        env={**env, **node_environment(nnodes, rank, "127.0.0.1", port)},
+                        stdin=subprocess.DEVNULL,
+                        stdout=write_fd,
+                        stderr=write_fd,
+                        # one process group for the job, led by node 0 (a group can only be
+                        # joined from its own session, so not a new session as single jobs get)
+                        process_group=0 if rank == 0 else procs[0].pid,
+                    )
+                )
+        except OSError:
+            for proc in procs:
+                proc.kill()
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        return cls(procs, read_fd)
+
+    def poll(self) -> int | None:
+        codes = [proc.poll() for proc in self.procs]
+        failed = next((code for code in codes if code not in (None, 0)), None)
+        if failed is not None:
+            # SIGTERM first: torchrun agents pass it on to their workers (own sessions)
+            for sig in (signal.SIGTERM, signal.SIGKILL):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(self.pid, sig)
+                ends = time.monotonic() + GRACE
+                while any(p.poll() is None for p in self.procs) and time.monotonic() < ends:
+                    time.sleep(0.05)
+            self.returncode = failed
+        elif all(code == 0 for code in codes):
+            self.returncode = 0
+        return self.returncode
+
+    def wait(self, timeout: float | None = None) -> int:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(str(self.procs[0].args), timeout or 0.0)
+            time.sleep(0.05)
+        assert self.returncode is not None
+        return self.returncode

@@ -205,9 +205,9 @@ def run(
 ) -> None:
     """Run a suite and print its scored report."""
     if resume is not None:
-        from orchestrator.results import RunDir
-
-        suite, profile, select, exclude, overrides = _resumed(RunDir.open(resume).meta(), suite)
+        # no local import here: every local of this function becomes a Request field
+        suite, profile, select, exclude, overrides = _resumed(_run_meta(resume), suite)
+        nodes = nodes or _resumed_nodes(_run_meta(resume))
     req = _request(locals())
     _execute(req, dry_run=dry_run, fmt=fmt, phase_name="run")
 
@@ -226,6 +226,19 @@ def _resumed(
         list(suite.get("exclude", [])),
         list(suite.get("overrides", [])),
     )
+
+
+def _run_meta(path: Path) -> dict[str, Any]:
+    from orchestrator.results import RunDir
+
+    return RunDir.open(path).meta()
+
+
+def _resumed_nodes(meta: dict[str, Any]) -> int | None:
+    """The nodes a run was planned for, so ``--resume`` plans its multi-node jobs again."""
+    plan = meta.get("plan")
+    nodes = plan.get("nodes") if isinstance(plan, dict) else None
+    return nodes if isinstance(nodes, int) and nodes > 1 else None
 
 
 def prepare(

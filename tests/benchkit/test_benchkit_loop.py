@@ -184,3 +184,14 @@ def test_real_clock_gives_positive_rates(captured: Captured) -> None:
     for _ in loop:
         sum(range(1000))
     assert len(loop.rates) == 2 and all(rate > 0 for rate in loop.rates)
+
+
+def test_work_per_step_replaces_a_fixed_batch_size(captured: Captured) -> None:
+    # batches padded to their own longest row: each step's tokens, not batch_size, are counted
+    loop, clock, _ = make_loop(
+        captured, [10, 30] * 100, warmup=0, measures=2, every=2, work=lambda item: item * 4
+    )
+    for _ in loop:
+        clock.now += 1.0
+    # (10 + 30) * 4 tokens per 2 s group, whatever batch_size says
+    assert [r["value"] for r in captured.events("rate")] == [80.0, 80.0]

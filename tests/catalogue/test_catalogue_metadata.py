@@ -75,7 +75,6 @@ CATALOGUE_FOLDERS = [
     "reformer",
     "llama",
     "llm-lora",
-    "llm-full",
     "torchvision",
     "lightning",
     "dinov2",

@@ -23,15 +23,7 @@ NOT_YET_ALIGNED = frozenset(
     {
         # nodes helper
         "llm-lora-single",
-        "llm-lora-ddp-gpus",
-        "llm-lora-ddp-nodes",
-        "llm-lora-mp-gpus",
-        "llm-full-mp-gpus",
-        "llm-full-mp-nodes",
         "diffusion-gpus",
-        "diffusion-nodes",
-        "rlhf-single",
-        "recursiongfn",
     }
 )
 PARITY_KEYS = {"milabench", "argv", "options", "deviation"}

@@ -28,7 +28,9 @@ class TimedLoop(Generic[T]):
     ends the loop with ``end`` status ``done``.
 
     ``batch_size`` is the work per step in ``units``: images for ``items/s``, or TFLOP per step
-    for ``units="TFLOPS"`` (with e.g. ``itertools.count()`` as the iterable).
+    for ``units="TFLOPS"`` (with e.g. ``itertools.count()`` as the iterable). Where it varies
+    from step to step (tokens of batches padded to their longest row), ``work(item)`` gives
+    each step's instead.
     """
 
     def __init__(
@@ -45,6 +47,7 @@ class TimedLoop(Generic[T]):
         cycle: bool = True,
         clock: Callable[[], float] = time.perf_counter,
         emitter: Emitter | None = None,
+        work: Callable[[T], float] | None = None,
     ) -> None:
         if batch_size <= 0:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -63,6 +66,7 @@ class TimedLoop(Generic[T]):
         self._cycle = cycle
         self._clock = clock
         self._emitter = default_emitter() if emitter is None else emitter
+        self._work = work
         self._last: Any = None
         self._loss: Any = None
         self.steps = 0
@@ -99,21 +103,24 @@ class TimedLoop(Generic[T]):
     def __iter__(self) -> Iterator[T]:
         groups = 0
         in_group = 0
+        done = 0.0
         self._sync(self._last)
         start = self._clock()
         for item in self._items():
             yield item
             self.steps += 1
             in_group += 1
+            done += self.batch_size if self._work is None else self._work(item)
             if in_group < self.every:
                 continue
             self._sync(self._last)
             elapsed = self._clock() - start
             if elapsed <= 0:
                 continue  # a clock coarser than the group: extend the group until it ticks
-            rate = self.batch_size * in_group / elapsed
+            rate = done / elapsed
             groups += 1
             in_group = 0
+            done = 0.0
             self._flush_loss()
             if groups > self.warmup:
                 self.rates.append(rate)

@@ -65,6 +65,7 @@ class StepLoop:
         task: str = "train",
         clock: Callable[[], float] = time.perf_counter,
         emitter: Emitter | None = None,
+        work: Callable[[Any], float] | None = None,
     ) -> None:
         import torch
 
@@ -90,6 +91,7 @@ class StepLoop:
             sync=synchronizer(self.device) if sync is None else sync,
             clock=clock,
             emitter=emitter,
+            work=work,
         )
 
     def __iter__(self) -> Iterator[Any]:

@@ -512,7 +512,7 @@ class KubernetesBackend:
             self._nodes[name] = found
         return found
 
-    def nodes(self) -> dict[str, dict[str, Any]]:
+    def nodes_that_ran(self) -> dict[str, dict[str, Any]]:
         """Every node that ran a job of this backend, by name: what ``meta.json`` records."""
         with self._lock:
             return dict(sorted(self._nodes.items()))
