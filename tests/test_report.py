@@ -148,7 +148,8 @@ def test_run_directory_report(tmp_path: Path) -> None:
     assert mm.throughput == mm.perf == pytest.approx(np.mean(trimmed(MATMUL)))
     assert mm.ngpu == 2 and math.isnan(mm.peak_memory)
     missing = rep.benchmark("jaxmlp")
-    assert missing is not None and missing.status == "missing"
+    # planned as skipped (cannot run on this target): listed with its reason, scored 0
+    assert missing is not None and missing.status == "skipped"
     assert missing.reason == "no jax for this vendor" and math.isnan(missing.score)
     assert rep.benchmark("old") is None  # disabled and never ran: not a row
     # eq. 1 over enabled benchmarks; the missing one counts as 0
@@ -168,9 +169,9 @@ def test_missing_benchmark_lowers_the_score(tmp_path: Path) -> None:
     )
     partial = report([run.path])
     assert partial.score < full.score
-    assert "| jaxmlp | 0 | 0 | 0 | missing |" in to_markdown(partial)
+    assert "| jaxmlp | 0 | 0 | 0 | skipped |" in to_markdown(partial)
     assert any(
-        b["name"] == "jaxmlp" and b["status"] == "missing" for b in to_json(partial)["benchmarks"]
+        b["name"] == "jaxmlp" and b["status"] == "skipped" for b in to_json(partial)["benchmarks"]
     )
 
 
@@ -179,10 +180,10 @@ def test_missing_benchmark_lowers_the_score(tmp_path: Path) -> None:
     [
         ({"rc": 0}, True, None),
         ({"rc": -15, "status": "cancelled", "early_stop": True}, True, None),
-        ({"rc": 0, "losses": (1.0, float("nan"))}, False, "NaN loss"),
-        ({"rc": 1, "status": "failed"}, False, "failed here"),
-        ({"rc": None, "status": "timeout"}, False, "timeout here"),
-        ({"rc": 0, "status": None}, False, "did not finish (no exit event)"),
+        ({"rc": 0, "losses": (1.0, float("nan"))}, False, "nan: NaN loss"),
+        ({"rc": 1, "status": "failed"}, False, "exit: failed here"),
+        ({"rc": None, "status": "timeout"}, False, "timeout: timeout here"),
+        ({"rc": 0, "status": None}, False, "incomplete: did not finish (no exit event)"),
     ],
 )
 def test_job_success_rule(
@@ -289,7 +290,7 @@ def test_json_rendering_is_standard_json(tmp_path: Path) -> None:
 def test_csv_rendering(tmp_path: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(to_csv(_report(tmp_path)))))
     assert [r["name"] for r in rows] == ["convnet", "jaxmlp", "matmul"]
-    assert rows[1]["perf"] == "" and rows[1]["status"] == "missing"
+    assert rows[1]["perf"] == "" and rows[1]["status"] == "skipped"
     assert rows[2]["fail"] == "1" and rows[2]["n"] == "2" and rows[2]["status"] == "partial"
     assert float(rows[0]["score"]) == pytest.approx(_report(tmp_path / "b").benchmarks[0].score)
 
@@ -303,7 +304,7 @@ def test_markdown_and_rich_table(tmp_path: Path) -> None:
     console = Console(record=True, width=220)
     console.print(report_table(rep))
     text = console.export_text()
-    assert "convnet" in text and "missing" in text and f"Score: {rep.score:.2f}" in text
+    assert "convnet" in text and "skipped" in text and f"Score: {rep.score:.2f}" in text
 
 
 def test_html_is_self_contained_with_plots(tmp_path: Path) -> None:
@@ -312,9 +313,10 @@ def test_html_is_self_contained_with_plots(tmp_path: Path) -> None:
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert "<script" not in page and "<link" not in page
     assert set(re.findall(r"https?://[^\"' ]+", page)) == {"http://www.w3.org/2000/svg"}
-    assert page.count("<svg") == 1 + 2  # the bar chart + convnet and matmul over time
+    # one bar chart per unit (items/s, and jaxmlp's unknown one) + convnet and matmul over time
+    assert page.count("<svg") == 2 + 2
     assert page.count("<polyline") == 2 + 2  # one line per job with rates
-    assert "jaxmlp" in page and "missing" in page
+    assert "jaxmlp" in page and "skipped" in page
 
 
 def test_html_escapes_names() -> None:
@@ -345,7 +347,7 @@ def test_compare(tmp_path: Path) -> None:
     md = comparison_to_markdown(cmp)
     assert "| matmul | items/s |" in md and "missing" in md and "| score |" in md
     rows_csv = list(csv.reader(io.StringIO(comparison_to_csv(cmp))))
-    assert rows_csv[0] == ["name", "units", "base", "value_0", "ratio_0"]
+    assert rows_csv[0] == ["name", "units", "base", "base_state", "value_0", "ratio_0", "state_0"]
     assert rows_csv[-1][0] == "score"
     console = Console(record=True, width=200)
     console.print(comparison_table(cmp))
