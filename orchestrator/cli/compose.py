@@ -12,19 +12,22 @@ from orchestrator.cli.options import (
     DevicesOpt,
     ExcludeOpt,
     ImageOpt,
-    ImageRegistryOpt,
     LockOpt,
     PhaseChoice,
     ProfileOpt,
+    RegistryAliasOpt,
+    RegistryOpt,
     SelectOpt,
     SetOpt,
     SuiteOpt,
+    VENDORS,
 )
 
 
 def render_compose(
     vendor: Annotated[
-        str, typer.Option("--vendor", help="cpu, cuda, rocm, hpu or xpu: the host's accelerators.")
+        str,
+        typer.Option("--vendor", metavar=VENDORS, help="The accelerators of the hosts to run on."),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Compose file to write.")],
     suite: SuiteOpt = "smoke",
@@ -35,7 +38,8 @@ def render_compose(
     devices: DevicesOpt = None,
     image: ImageOpt = None,
     lock: LockOpt = None,
-    image_registry: ImageRegistryOpt = None,
+    registry: RegistryOpt = None,
+    image_registry: RegistryAliasOpt = None,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -62,7 +66,7 @@ def render_compose(
     from orchestrator import compose, config, vendors, workflow
     from orchestrator.backends.base import Phase
     from orchestrator.backends.docker import DockerSettings
-    from orchestrator.errors import ConfigError
+    from orchestrator.errors import ConfigError, ImageError
     from orchestrator.images import image_refs
     from orchestrator.plan import make_plan, parse_devices
 
@@ -80,7 +84,9 @@ def render_compose(
         select=select or (),
         exclude=exclude or (),
     )
-    refs = image_refs(chosen, vendor, registry=image_registry, lock=lock, explicit=image or ())
+    refs = image_refs(
+        chosen, vendor, registry=registry or image_registry, lock=lock, explicit=image or ()
+    )
     plan = make_plan(
         chosen, vendor=vendor, devices=parse_devices(devices) if devices else (), images=refs
     )
@@ -91,6 +97,13 @@ def render_compose(
         raise ConfigError(
             "nothing to render: every benchmark was skipped",
             hint="; ".join(f"{s.bench}: {s.reason}" for s in plan.skipped) or "empty selection",
+        )
+    unset = sorted({job.bench for job in plan.jobs if not job.image})
+    if unset:
+        raise ImageError(
+            f"no image for {', '.join(unset)} (vendor {vendor})",
+            hint=f"pass --lock images.lock.yaml (from mbctl build + mbctl push), "
+            "--registry HOST/PATH (placeholder tags) or --image BENCH=REF",
         )
     host = vendors.HostFacts.probe() if vendors.get(vendor).vendor is vendors.Vendor.ROCM else None
     document = compose.render_compose(

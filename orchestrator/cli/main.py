@@ -39,7 +39,7 @@ app = typer.Typer(
     name="mbctl",
     help="Benchmark AI accelerators with one container per benchmark, scored like Milabench.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -191,14 +191,14 @@ def _request(
 
 def print_plan(prepared: Prepared, fmt: Format) -> None:
     plan: Plan = prepared.plan
+    for note in prepared.notes:
+        err.print(note, markup=False)
     if fmt is Format.JSON:
         payload = {"backend": prepared.backend_name, **plan.model_dump(mode="json")}
         out.print_json(json.dumps(payload))
         return
     from rich.table import Table
 
-    for note in prepared.notes:
-        err.print(note)
     table = Table(
         title=f"plan: suite {plan.suite} · vendor {plan.vendor} · backend {prepared.backend_name} · "
         f"{len(plan.jobs)} jobs",

@@ -2,6 +2,8 @@
 # Installs the Debian packages the container tests use, only those missing (needs root; a no-op when present).
 set -euo pipefail
 want=(docker.io docker-registry docker-compose debootstrap apache2-utils)
+# headless chromium renders the HTML report in tests/test_report_html.py
+want+=(chromium)
 missing=()
 for pkg in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
