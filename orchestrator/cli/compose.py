@@ -9,6 +9,7 @@ import typer
 
 from orchestrator.cli.console import err, out
 from orchestrator.cli.options import (
+    VENDORS,
     DevicesOpt,
     ExcludeOpt,
     ImageOpt,
@@ -20,7 +21,6 @@ from orchestrator.cli.options import (
     SelectOpt,
     SetOpt,
     SuiteOpt,
-    VENDORS,
 )
 
 
@@ -102,7 +102,7 @@ def render_compose(
     if unset:
         raise ImageError(
             f"no image for {', '.join(unset)} (vendor {vendor})",
-            hint=f"pass --lock images.lock.yaml (from mbctl build + mbctl push), "
+            hint="pass --lock images.lock.yaml (from mbctl build + mbctl push), "
             "--registry HOST/PATH (placeholder tags) or --image BENCH=REF",
         )
     host = vendors.HostFacts.probe() if vendors.get(vendor).vendor is vendors.Vendor.ROCM else None

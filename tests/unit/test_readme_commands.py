@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import pytest
+from readme_commands import ROOT, Command, extract
 from typer.testing import CliRunner
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from readme_commands import ROOT, Command, extract  # noqa: E402
-
-from orchestrator import config, images  # noqa: E402
-from orchestrator.cli.main import app  # noqa: E402
-from orchestrator.plan import Job, PlanKind  # noqa: E402
-from orchestrator.results import RunDir  # noqa: E402
-from orchestrator.vendors import Vendor  # noqa: E402
+from orchestrator import config, images
+from orchestrator.cli.main import app
+from orchestrator.plan import Job, PlanKind
+from orchestrator.results import RunDir
+from orchestrator.vendors import Vendor
 
 
 @dataclass(frozen=True)
