@@ -141,15 +141,22 @@ def _bars(
 def _score_bars(report: Report) -> str:
     """One chart per unit: a benchmark's score only shares an axis with the same unit."""
     by_unit: dict[str, list[tuple[str, float | None, str]]] = {}
+    unplaced = []
     for b in report.benchmarks:
         ok = math.isfinite(b.score) and b.score > 0
         note = b.status if b.status in ("missing", "skipped") else "0 (failed)"
-        by_unit.setdefault(b.units or "rate", []).append((b.name, b.score if ok else None, note))
-    return "".join(
+        if b.units is None:  # never reported a rate: no axis to put it on
+            unplaced.append(f"{b.name}: {note}")
+            continue
+        by_unit.setdefault(b.units, []).append((b.name, b.score if ok else None, note))
+    charts = "".join(
         f"<figure>{_bars(rows, unit, f'score per benchmark in {unit}', None)}"
         f"<figcaption>score, {html.escape(unit)}</figcaption></figure>"
         for unit, rows in by_unit.items()
     )
+    if unplaced:
+        charts += f"<p>Scored 0, no rate: {html.escape(', '.join(unplaced))}</p>"
+    return charts
 
 
 def _line_chart(
