@@ -22,6 +22,8 @@ from orchestrator.telemetry import TELEMETRY_FILE
 #: Lines of a failed job's output kept to find its cause (the log is read from its end).
 LOG_TAIL_LINES: Final = 40
 _LOG_TAIL_BYTES: Final = 32 * 1024
+#: A job's standard error, where runs that keep it apart from stdout write it (tracebacks).
+STDERR_SUFFIX: Final = ".stderr.log"
 #: Keys of a ``start`` event that describe the program, not the device it ran on.
 _START_KEYS: Final = frozenset({"event", "t", "bench", "argv", "pid"})
 
@@ -70,13 +72,23 @@ def _parse(lines: Iterable[str]) -> Iterable[dict[str, Any]]:
 
 def milabench_job(events: Iterable[dict[str, Any]], source: str) -> JobResult | str:
     """One ``.data`` file as Milabench's ``aggregate`` reads it, or why Milabench ignores it."""
-    job, _ = _milabench_scan(events, source)
+    job, _ = _milabench_scan((json.dumps(e) for e in events), source)
     return job
 
 
+#: Line prefixes of the events a report never needs decoded (json.dumps's default spacing, as
+#: Milabench writes them): the job's stdout (kept raw for a failure's cause) and progress.
+_STDOUT: Final = '{"event": "line"'
+_PROGRESS: Final = '"task": "early_stop"'
+_META: Final = '{"event": "meta"'
+
+
 def _milabench_scan(
-    events: Iterable[dict[str, Any]], source: str
+    lines: Iterable[str], source: str, *, want_meta: bool = True
 ) -> tuple[JobResult | str, dict[str, Any] | None]:
+    """Milabench's ``aggregate`` over one file's lines. Most lines of a run are stdout and
+    early-stop progress: they are recognised by prefix and not decoded; nor is the machine's
+    ``meta`` unless ``want_meta`` (every file of a run repeats it)."""
     config: Any = None
     meta: dict[str, Any] | None = None
     starts: list[Any] = []
@@ -89,7 +101,17 @@ def _milabench_scan(
     gpu_times: list[float | None] = []
     units: str | None = None
     tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
-    for entry in events:
+    keep = []
+    for raw in lines:
+        if raw.startswith(_STDOUT):
+            tail.append(raw)
+        elif _PROGRESS in raw and not any(k in raw for k in ('"rate"', '"gpudata"', '"loss"')):
+            continue
+        elif raw.startswith(_META) and not want_meta:
+            continue
+        elif raw[:1] == "{":
+            keep.append(raw)
+    for entry in _decode_all(keep):
         event, data = entry.get("event"), entry.get("data")
         if event == "data" and isinstance(data, dict):
             if "rate" in data and data.get("task") == "train":
@@ -105,7 +127,7 @@ def _milabench_scan(
                 gpudata.append(data["gpudata"])
                 gpu_times.append(_number(data.get("time")))
         elif event == "line" and isinstance(data, str):
-            tail.append(data.rstrip("\n"))
+            tail.append(raw)
         elif event == "config":
             config = data
         elif event == "meta" and isinstance(data, dict) and meta is None:
@@ -155,8 +177,29 @@ def _milabench_scan(
         ended=_number(end.get("time")),
     )
     if not job.success:
-        job.log_tail = list(tail)
+        job.log_tail = [line for line in map(_stdout_text, tail) if line]
     return job, meta
+
+
+def _decode_all(lines: list[str]) -> Iterable[dict[str, Any]]:
+    """The JSON objects of ``lines``: one ``json.loads`` of them all as an array (the C
+    scanner, without a Python call per line), else line by line past the malformed ones."""
+    try:
+        batch = json.loads("[" + ",".join(lines) + "]")
+    except (ValueError, RecursionError):
+        batch = None
+    if batch is not None:
+        return [e for e in batch if isinstance(e, dict)]
+    return _parse(lines)
+
+
+def _stdout_text(raw: str) -> str:
+    try:
+        entry = json.loads(raw)
+    except (ValueError, RecursionError):
+        return ""
+    data = entry.get("data") if isinstance(entry, dict) else None
+    return data.rstrip("\n") if isinstance(data, str) else ""
 
 
 def _own_sample(devices: object, device: str | None) -> dict[str, Any] | None:
@@ -276,14 +319,18 @@ def _tail(read: Callable[[int], bytes]) -> list[str]:
     return [line for line in text.splitlines() if line.strip()][-LOG_TAIL_LINES:]
 
 
-def _file_tail(path: Path) -> list[str]:
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, os.SEEK_END)
-            f.seek(max(0, size - _LOG_TAIL_BYTES))
-            return _tail(f.read)
-    except OSError:
-        return []
+def _file_tail(*paths: Path) -> list[str]:
+    """The last lines of each file that exists (stdout log, then stderr), joined."""
+    lines: list[str] = []
+    for path in paths:
+        try:
+            with open(path, "rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - _LOG_TAIL_BYTES))
+                lines += _tail(f.read)
+        except OSError:
+            continue
+    return lines
 
 
 def _finish_job(job: JobResult | str, log: Callable[[], list[str]]) -> JobResult | str:
@@ -326,8 +373,8 @@ def _load_mbctl_dir(path: Path) -> RunData:
     for job_id in rundir.job_ids():
         events_path = rundir.events_path(job_id)
         job = mbctl_job(_parse(_read_lines(events_path)), str(events_path), job_id)
-        log = rundir.log_path(job_id)
-        jobs.append((str(events_path), _finish_job(job, partial(_file_tail, log))))
+        logs = (rundir.log_path(job_id), path / f"{job_id}{STDERR_SUFFIX}")
+        jobs.append((str(events_path), _finish_job(job, partial(_file_tail, *logs))))
     return _collect(run, jobs)
 
 
@@ -337,7 +384,7 @@ def _load_milabench(
     run = RunData(source, "milabench", label, {}, [])
     meta: dict[str, Any] | None = None
     for name, lines in files:
-        job, job_meta = _milabench_scan(_parse(lines()), name)
+        job, job_meta = _milabench_scan(lines(), name, want_meta=meta is None)
         meta = meta or job_meta
         _collect(run, [(name, job)])
     run.system = sysinfo.from_milabench(meta or {})
@@ -361,13 +408,14 @@ def _zip_lines(zf: zipfile.ZipFile, name: str) -> Iterable[str]:
         yield from io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
 
 
-def _zip_tail(zf: zipfile.ZipFile, name: str) -> list[str]:
-    if name not in zf.NameToInfo:
-        return []
-    with zf.open(name) as raw:
-        size = zf.getinfo(name).file_size
-        raw.seek(max(0, size - _LOG_TAIL_BYTES))
-        return _tail(raw.read)
+def _zip_tail(zf: zipfile.ZipFile, *names: str) -> list[str]:
+    lines: list[str] = []
+    for name in names:
+        if name in zf.NameToInfo:
+            with zf.open(name) as raw:
+                raw.seek(max(0, zf.getinfo(name).file_size - _LOG_TAIL_BYTES))
+                lines += _tail(raw.read)
+    return lines
 
 
 def _load_zip(path: Path) -> list[RunData]:
@@ -400,8 +448,8 @@ def _load_zip(path: Path) -> list[RunData]:
             for n in members:
                 job_id = n[len(prefix) : -len(EVENTS_SUFFIX)]
                 job = mbctl_job(_parse(_zip_lines(zf, n)), f"{path}:{n}", job_id)
-                log = prefix + job_id + LOG_SUFFIX
-                jobs.append((f"{path}:{n}", _finish_job(job, partial(_zip_tail, zf, log))))
+                logs = (prefix + job_id + LOG_SUFFIX, prefix + job_id + STDERR_SUFFIX)
+                jobs.append((f"{path}:{n}", _finish_job(job, partial(_zip_tail, zf, *logs))))
             runs.append(_collect(run, jobs))
         data = [n for n in names if n.endswith(MILABENCH_SUFFIX)]
         if data:

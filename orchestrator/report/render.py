@@ -276,10 +276,10 @@ def report_table(report: Report, *, width: int | None = None) -> RenderableType:
     parts.append(table)
     for line in why_lines(report):
         parts.append(Text(line, style="red"))
-    if narrow:
+    if not any(b.energy for b in report.benchmarks):
+        parts.append(Text(f"energy: {NO_POWER}"))
+    elif narrow:  # the wide table has kJ, W and items/J columns; per device: json, md, html
         parts += [Text(line) for line in energy_lines(report)]
-    else:
-        parts.append(Text("energy: " + "; ".join(energy_lines(report))))
     parts.append(
         Text(
             f"Score: {_fmt(report.score)}   {_energy_note(report)}   "

@@ -250,3 +250,31 @@ def test_narrow_table_keeps_names_and_numbers_whole(tmp_path: Path) -> None:
     assert max(len(line) for line in lines) <= 72, result.stdout
     assert any(line.split("│")[1:2] == ["fp32  "] or "fp32" in line for line in lines)
     assert any("2.00" in line and "TFLOPS" in line for line in lines)
+
+
+def test_report_compare_render_need_no_extras(tmp_path: Path) -> None:
+    """`pip install .` without extras: no numpy, docker, kubernetes or NVML to import."""
+    import os
+    import subprocess
+    import sys
+
+    run = _finished_run(tmp_path / "runs")
+    blocker = tmp_path / "block"
+    blocker.mkdir()
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\n"
+        "for name in ('numpy', 'docker', 'kubernetes', 'pynvml', 'amdsmi', 'torch', 'jax'):\n"
+        "    sys.modules[name] = None  # import raises ImportError\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{blocker}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    commands = [
+        ["report", str(run), "-f", "json"],
+        ["compare", str(run), str(run), "-f", "md"],
+        ["render", "compose", "--vendor", "cpu", "--registry", "r.example/lab", "-o", str(tmp_path / "c.yml")],
+    ]  # fmt: skip
+    for args in commands:
+        result = subprocess.run(
+            [sys.executable, "-m", "orchestrator", *args],
+            capture_output=True, text=True, env=env, cwd=tmp_path, check=False,
+        )  # fmt: skip
+        assert result.returncode == 0, (args, result.stderr)
