@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure import Figures, measure  # noqa: E402
+from measure import Figures, measure
 
 
 def main() -> Figures:

@@ -105,9 +105,7 @@ def _milabench_scan(
     for raw in lines:
         if raw.startswith(_STDOUT):
             tail.append(raw)
-        elif _PROGRESS in raw and not any(k in raw for k in ('"rate"', '"gpudata"', '"loss"')):
-            continue
-        elif raw.startswith(_META) and not want_meta:
+        elif (_PROGRESS in raw and not any(k in raw for k in ('"rate"', '"gpudata"', '"loss"'))) or (raw.startswith(_META) and not want_meta):
             continue
         elif raw[:1] == "{":
             keep.append(raw)
