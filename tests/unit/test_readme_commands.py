@@ -79,6 +79,9 @@ HOW: dict[str, How] = {
     "mbctl report runs/x --reference references/h100-milabench-report.yaml": How(
         "run", "exits 1: the sandbox's CPU run is slower than the H100", code=1
     ),
+    "mbctl report latest --fail-under 2000 --junit report.xml": How(
+        "run", "exits 1: the sandbox's run scores under 2000, so the gate fails", code=1
+    ),
     "mbctl compare": NAME,
     "mbctl clean": NAME,
     "mbctl clean --dry-run": How("skip", "lists the containers of a Docker engine"),
