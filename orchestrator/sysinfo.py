@@ -157,6 +157,20 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
+def _nodes(nodes: Any) -> str | None:
+    """``meta.json``'s ``nodes``: names, or records with a ``name`` (and a ``gpu_product``)."""
+    if not isinstance(nodes, list) or not nodes:
+        return _text(nodes)
+    names = []
+    for node in nodes:
+        if isinstance(node, dict):
+            product = node.get("gpu_product")
+            names.append(f"{node.get('name')}" + (f" ({product})" if product else ""))
+        else:
+            names.append(str(node))
+    return f"{len(names)}: " + ", ".join(names)
+
+
 def rows(system: dict[str, Any]) -> list[tuple[str, str]]:
     """The system block a report shows, as (label, value) lines; absent facts are left out."""
     acc = system.get("accelerators") or {}
@@ -188,7 +202,7 @@ def rows(system: dict[str, Any]) -> list[tuple[str, str]]:
         ("os", os_name),
         ("host", _text(host.get("hostname"))),
         ("backend", _text(system.get("backend"))),
-        ("nodes", _text(system.get("nodes"))),
+        ("nodes", _nodes(system.get("nodes"))),
         ("images", _text(system.get("images"))),
     ]
     return [(label, value) for label, value in candidates if value]

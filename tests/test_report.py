@@ -544,3 +544,23 @@ def test_failure_causes() -> None:
     )
     assert cause(return_code=0, status="ok") == "no-rate: exited 0 without a training rate"
     assert cause(return_code=143, status="cancelled") == "signal: killed by SIGTERM"
+
+
+def test_nodes_from_meta_and_from_kubernetes_node_events(tmp_path: Path) -> None:
+    from orchestrator import sysinfo
+
+    slurm = [
+        {"name": "gpu01", "gpu_product": "H100", "jobs": ["a.0"]},
+        {"name": "gpu02", "jobs": []},
+    ]
+    assert dict(sysinfo.rows({"nodes": slurm}))["nodes"] == "2: gpu01 (H100), gpu02"
+    run = RunDir.create(tmp_path, {}, run_id="k")
+    rec = run.recorder(job("b", "0", ("0",), PlanKind.NJOBS, 1.0))
+    for rank, name in enumerate(("node-a", "node-b")):
+        node = {"name": name, "kernel": "6.1", "labels": {"x": "y"}}
+        rec.event({"event": "meta", "kind": "node", "rank": rank, "pod": f"p-{rank}", "node": node})
+    rec.event({"event": "rate", "t": 1.0, "value": 5.0, "task": "train"})
+    rec.finish(0, "ok")
+    rep = report([run.path])
+    assert rep.system["nodes"] == ["node-a", "node-b"]
+    assert "- **nodes**: 2: node-a, node-b" in to_markdown(rep)

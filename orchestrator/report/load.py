@@ -105,7 +105,9 @@ def _milabench_scan(
     for raw in lines:
         if raw.startswith(_STDOUT):
             tail.append(raw)
-        elif (_PROGRESS in raw and not any(k in raw for k in ('"rate"', '"gpudata"', '"loss"'))) or (raw.startswith(_META) and not want_meta):
+        elif (
+            _PROGRESS in raw and not any(k in raw for k in ('"rate"', '"gpudata"', '"loss"'))
+        ) or (raw.startswith(_META) and not want_meta):
             continue
         elif raw[:1] == "{":
             keep.append(raw)
@@ -256,6 +258,11 @@ def mbctl_job(events: Iterable[dict[str, Any]], source: str, job_id: str) -> Job
             result.gpu_times.append(_number(ev.get("t")))
         elif kind == "start":
             result.facts.update({k: v for k, v in ev.items() if k not in _START_KEYS})
+        elif kind == "meta" and ev.get("kind") == "node" and isinstance(ev.get("node"), dict):
+            # Kubernetes: one per rank, naming the node (and its hardware) the pod ran on
+            node = ev["node"]
+            keep = ("name", "os", "kernel", "container_runtime", "devices")
+            result.facts.setdefault("nodes", []).append({k: node.get(k) for k in keep})
         elif kind == "error" and isinstance(ev.get("message"), str):
             kind_name = ev.get("type")
             prefix = f"{kind_name}: " if isinstance(kind_name, str) else ""

@@ -304,10 +304,14 @@ def _system(runs: Sequence[RunData], jobs: Sequence[JobResult]) -> dict[str, Any
     )
     if images:
         system["images"] = images
+    if not system.get("nodes"):
+        names = {n.get("name") for job in jobs for n in job.facts.get("nodes") or ()}
+        if names - {None}:
+            system["nodes"] = sorted(str(n) for n in names if n is not None)
     devices: dict[str, Any] = {}
     for job in jobs:
         for key, value in job.facts.items():
-            if key not in ("image", "devices", "versions") and value not in (None, "", {}):
+            if key not in ("image", "devices", "versions", "nodes") and value not in (None, "", {}):
                 devices.setdefault(key, value)
     if devices:
         system["jobs"] = devices

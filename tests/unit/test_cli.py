@@ -278,3 +278,44 @@ def test_report_compare_render_need_no_extras(tmp_path: Path) -> None:
             capture_output=True, text=True, env=env, cwd=tmp_path, check=False,
         )  # fmt: skip
         assert result.returncode == 0, (args, result.stderr)
+
+
+def test_live_view_header_pending_eta_and_scored_rate() -> None:
+    import time
+
+    from rich.console import Console
+
+    from orchestrator import workflow
+    from orchestrator.cli.running import LiveView
+    from orchestrator.runner import JobState
+
+    prepared = workflow.prepare(
+        workflow.Request(suite="smoke", vendor="cpu", backend="local", dry_run=True)
+    )
+    jobs = prepared.plan.jobs
+    assert len(jobs) >= 2
+    view = LiveView("20260101-000000-smoke-abcd", prepared)
+    states = [JobState(job) for job in jobs]
+    for state in states:
+        view.update(state)
+    first = states[0]
+    first.started, first.status = time.monotonic() - 5, "running"
+    for i, rate in enumerate([1.0, 10.0, 11.0, 12.0, 100.0]):
+        first.measures, first.rate = i + 1, rate
+        view.update(first)
+    first.finished, first.status = time.monotonic(), "ok"
+    view.update(first)
+    console = Console(record=True, width=160)
+    console.print(view)
+    text = console.export_text()
+    header = text.splitlines()[0]
+    assert "run 20260101-000000-smoke-abcd" in header and "suite smoke" in header
+    assert "backend local" in header and f"1/{len(jobs)} jobs done" in header
+    limits = {}
+    for job in jobs[1:]:
+        limits[job.bench] = max(limits.get(job.bench, 0.0), job.max_duration)
+    eta = sum(limits.values())
+    assert f"ETA ≤ {int(eta // 60)}m{int(eta % 60):02d}s" in header
+    assert f"pending ({len(jobs) - 1}): " + ", ".join(j.id for j in jobs[1:]) in text
+    # the finished job shows the report's rate: one min and one max dropped, then the mean
+    assert view.scored_rate(first.job.id) == 11.0 and "11.00" in text
