@@ -29,6 +29,13 @@ def _fmt(value: float | None, spec: str = ".2f", missing: str = "—") -> str:
     return missing if value is None or math.isnan(value) else format(value, spec)
 
 
+def _num(value: float | None, missing: str = "—") -> str:
+    """Two decimals, or three significant digits below 1 (a CPU's 0.004 TFLOPS is not 0.00)."""
+    if value is None or math.isnan(value):
+        return missing
+    return format(value, ".3g" if 0 < abs(value) < 1 else ".2f")
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None
@@ -143,7 +150,7 @@ def to_csv(report: Report) -> str:
 
 
 def _perf_cell(b: BenchmarkSummary) -> str:
-    return b.status if b.status in ("missing", "skipped") else _fmt(b.perf)
+    return b.status if b.status in ("missing", "skipped") else _num(b.perf)
 
 
 def _power_cell(b: BenchmarkSummary) -> str:
@@ -172,7 +179,7 @@ def _row_cells(b: BenchmarkSummary) -> list[str]:
         _fmt(b.std_pct, ".1%"),
         _fmt(b.sem_pct, ".1%"),
         _fmt(b.peak_memory, ".0f"),
-        _fmt(b.score),
+        _num(b.score),
         _fmt(b.weight),
         _fmt(e.kj, ".2f") if e else "—",
         _power_cell(b),
@@ -182,7 +189,7 @@ def _row_cells(b: BenchmarkSummary) -> list[str]:
 
 
 def _narrow_cells(b: BenchmarkSummary) -> list[str]:
-    return [b.name, _perf_cell(b), b.units or "", _fmt(b.score), f"{b.fail}/{b.n}", b.status]
+    return [b.name, _perf_cell(b), b.units or "", _num(b.score), f"{b.fail}/{b.n}", b.status]
 
 
 def why_lines(report: Report) -> list[str]:
@@ -294,7 +301,7 @@ def report_table(report: Report, *, width: int | None = None) -> RenderableType:
 
 
 def _compare_cell(value: float, state: str) -> str:
-    return _fmt(value, ".2f") if state == "ok" else state
+    return _num(value) if state == "ok" else state
 
 
 def _comparison_header(comparison: Comparison) -> list[str]:
