@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
+import html
 import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any, Final
-from xml.sax.saxutils import escape, quoteattr
 
 from orchestrator import sysinfo
 from orchestrator.report.model import BenchmarkSummary, Comparison, ComparisonRow, Report
@@ -116,6 +115,8 @@ CSV_SYSTEM: Final = ("accelerator", "driver", "runtime", "software", "cpu", "bac
 
 
 def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    import csv  # only for this format: start-up time
+
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -378,6 +379,15 @@ def comparison_to_markdown(comparison: Comparison) -> str:
 
 
 # --- JUnit ---------------------------------------------------------------------------------
+
+
+def quoteattr(text: str) -> str:
+    """An XML attribute value, quoted (xml.sax.saxutils would import urllib and email)."""
+    return '"' + html.escape(text, quote=True) + '"'
+
+
+def escape(text: str) -> str:
+    return html.escape(text, quote=False)
 
 
 def to_junit(report: Report, problems: Sequence[str] = ()) -> str:
