@@ -62,11 +62,12 @@ def render_compose(
 ) -> None:
     """Write a Compose file with one service per job (profile = benchmark), GPUs exposed per vendor."""
     from pydantic import ValidationError
+    from rich.markup import escape
 
     from orchestrator import compose, config, vendors, workflow
     from orchestrator.backends.base import Phase
     from orchestrator.backends.docker import DockerSettings
-    from orchestrator.errors import ConfigError, ImageError
+    from orchestrator.errors import ConfigError
     from orchestrator.images import image_refs
     from orchestrator.plan import make_plan, parse_devices
 
@@ -100,7 +101,7 @@ def render_compose(
         )
     unset = sorted({job.bench for job in plan.jobs if not job.image})
     if unset:
-        raise ImageError(
+        raise ConfigError(
             f"no image for {', '.join(unset)} (vendor {vendor})",
             hint="pass --lock images.lock.yaml (from mbctl build + mbctl push), "
             "--registry HOST/PATH (placeholder tags) or --image BENCH=REF",
@@ -112,7 +113,7 @@ def render_compose(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(compose.dump_compose(document))
     for s in plan.skipped:
-        err.print(f"[yellow]skipped[/] {s.bench}: {s.reason}")
+        err.print(f"[yellow]skipped[/] {escape(s.bench)}: {escape(s.reason)}")
     first = next(iter(document["services"].values()))["profiles"][0]
     out.print(
         f"wrote {output} ({len(plan.jobs)} services, vendor {plan.vendor}, suite {plan.suite})"

@@ -111,7 +111,7 @@ def _emit(text: str, output: Path | None) -> None:
         return
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(text)
-    err.print(f"wrote {output}")
+    err.print(f"wrote {output}", markup=False)
 
 
 def suite_weights(name: str) -> list[BenchmarkSpec]:
@@ -162,8 +162,10 @@ def show_report(
         out.print(report.report_table(rep, width=out.width))
         if expected is not None:
             out.print(references.table(judged, expected))
+        from rich.markup import escape
+
         for note in rep.notes:
-            err.print(f"[yellow]note:[/] {note}", markup=True, highlight=False)
+            err.print(f"[yellow]note:[/] {escape(note)}", markup=True, highlight=False)
     elif chosen is ReportFormat.JSON:
         obj = report.to_json(rep)
         obj["verdict"] = {"passed": not problems, "problems": problems}
@@ -181,7 +183,7 @@ def show_report(
     if junit is not None:
         junit.parent.mkdir(parents=True, exist_ok=True)
         junit.write_text(report.to_junit(rep, problems))
-        err.print(f"wrote {junit}")
+        err.print(f"wrote {junit}", markup=False)
     bad = references.outside(judged) if expected is not None else []
     if expected is not None and bad:
         raise BenchmarkFailed(
@@ -249,8 +251,10 @@ def compare_command(
     if chosen is ReportFormat.TABLE and output is None:
         out.print(report.comparison_table(comparison))
         return
+    from rich.markup import escape
+
     for warning in comparison.warnings:
-        err.print(f"[yellow]warning:[/] {warning}", markup=True, highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(warning)}", markup=True, highlight=False)
     renderers = {
         ReportFormat.TABLE: report.comparison_to_markdown,
         ReportFormat.MD: report.comparison_to_markdown,

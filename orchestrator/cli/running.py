@@ -197,6 +197,7 @@ def print_plan(prepared: Prepared, fmt: Format) -> None:
         payload = {"backend": prepared.backend_name, **plan.model_dump(mode="json")}
         out.print_json(json.dumps(payload))
         return
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(
@@ -218,7 +219,7 @@ def print_plan(prepared: Prepared, fmt: Format) -> None:
         )
     out.print(table)
     for s in plan.skipped:
-        out.print(f"[yellow]skipped[/] {s.bench}: {s.reason}")
+        out.print(f"[yellow]skipped[/] {escape(s.bench)}: {escape(s.reason)}")
 
 
 def _execute(req: Request, *, dry_run: bool, fmt: Format, phase_name: str) -> None:
@@ -257,7 +258,7 @@ def _execute(req: Request, *, dry_run: bool, fmt: Format, phase_name: str) -> No
         from orchestrator.cli.reporting import show_report
 
         show_report([path], fmt=fmt, write_summary=True)
-    err.print(f"results: {path}")
+    err.print(f"results: {path}", markup=False)
     if result.outcome.interrupted:
         raise Interrupted(
             f"interrupted; results measured so far are kept in {path}",
