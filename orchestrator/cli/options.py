@@ -29,7 +29,12 @@ class ReportFormat(StrEnum):
 
 SuiteOpt = Annotated[
     str,
-    typer.Option("--suite", "-s", help="Suite name (benchmarks/suites/NAME.yaml) or a YAML file."),
+    typer.Option(
+        "--suite",
+        "-s",
+        metavar="NAME|FILE",
+        help="Suite name (benchmarks/suites/NAME.yaml) or a YAML file.",
+    ),
 ]
 # Choices are shown in the metavar and checked by the library, whose errors name the valid
 # values in one line (click's Choice would print a usage panel instead).
@@ -90,14 +95,20 @@ BackendOpt = Annotated[
         help="auto: docker if an engine answers and has the images, else local.",
     ),
 ]
-ResultsOpt = Annotated[Path, typer.Option("--results", help="Folder that receives run folders.")]
+ResultsOpt = Annotated[
+    Path, typer.Option("--results", metavar="DIR", help="Folder that receives run folders.")
+]
 DataOpt = Annotated[
     Path | None,
-    typer.Option("--data", help="Dataset cache (default: $MBCTL_DATA or ~/.cache/mbctl/data)."),
+    typer.Option(
+        "--data", metavar="DIR", help="Dataset cache (default: $MBCTL_DATA or ~/.cache/mbctl/data)."
+    ),
 ]
 PythonOpt = Annotated[
     str | None,
-    typer.Option("--python", help="Interpreter with the frameworks, for the local backend."),
+    typer.Option(
+        "--python", metavar="PYTHON", help="Interpreter with the frameworks, for the local backend."
+    ),
 ]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Print the plan and launch nothing.")]
 FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
@@ -134,7 +145,9 @@ KeepOpt = Annotated[
 LockOpt = Annotated[
     Path | None,
     typer.Option(
-        "--lock", help="Run exactly the images of this lock (digests checked); from `mbctl push`."
+        "--lock",
+        metavar="FILE",
+        help="Run exactly the images of this lock (digests checked); from `mbctl push`.",
     ),
 ]
 ImageOpt = Annotated[

@@ -284,7 +284,11 @@ def run(
     data: DataOpt = None,
     resume: Annotated[
         Path | None,
-        typer.Option("--resume", help="Continue RUN: run only its jobs with no completed result."),
+        typer.Option(
+            "--resume",
+            metavar="RUN",
+            help="Continue RUN: run only its jobs with no completed result.",
+        ),
     ] = None,
     python: PythonOpt = None,
     lock: LockOpt = None,
