@@ -203,7 +203,9 @@ def test_job_success_rule(
 
 def test_no_training_rate_fails() -> None:
     res = JobResult("b.0", "b", "src", 1.0, True, "b", None, return_code=0, status="ok")
-    assert not res.success and res.failure() == "no training rate"
+    from orchestrator.report.causes import classify
+
+    assert not res.success and str(classify(res)) == "no-rate: exited 0 without a training rate"
     b = summarize([res]).benchmarks[0]
     assert math.isnan(b.perf) and math.isnan(b.score)
     assert summarize([res]).score == 1.0  # exp(ln(1 + 0)): a NaN score counts as 0

@@ -87,18 +87,6 @@ class JobResult:
             return None
         return self.ended - self.started
 
-    def failure(self) -> str:
-        """Why the job did not succeed, in a few words."""
-        if self.reason:
-            return self.reason
-        if self.return_code is None:
-            return "did not finish"
-        if self.return_code != 0:
-            return f"exit code {self.return_code}"
-        if self.nan_loss:
-            return "NaN loss"
-        return "no training rate"
-
 
 @dataclass
 class RunData:

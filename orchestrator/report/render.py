@@ -20,10 +20,6 @@ NARROW: Final = 100
 NO_POWER: Final = "no power samples"
 
 
-def _missing_value(value: float | None) -> bool:
-    return value is None or math.isnan(value)
-
-
 def _fmt(value: float | None, spec: str = ".2f", missing: str = "—") -> str:
     return missing if value is None or math.isnan(value) else format(value, spec)
 
