@@ -566,3 +566,35 @@ def test_nodes_from_meta_and_from_kubernetes_node_events(tmp_path: Path) -> None
     rep = report([run.path])
     assert rep.system["nodes"] == ["node-a", "node-b"]
     assert "- **nodes**: 2: node-a, node-b" in to_markdown(rep)
+
+
+def test_energy_from_host_telemetry_within_the_job(tmp_path: Path) -> None:
+    """A job without its own power samples gets the host sampler's for its devices while it ran."""
+    run = RunDir.create(tmp_path, {}, run_id="h")
+    rec = run.recorder(job("b", "0", ("1",), PlanKind.NJOBS, 1.0))
+    t0 = time.time()
+    rec.event({"event": "rate", "t": t0 + 1, "value": 50.0, "task": "train"})
+    rec.event({"event": "exit", "t": t0 + 20, "return_code": 0, "status": "ok"})
+    rec._close()
+    samples = [
+        (t0 + 5, "1", 100.0),
+        (t0 + 10, "1", 300.0),
+        (t0 + 10, "0", 999.0),  # another device: not this job's
+        (t0 + 99, "1", 999.0),  # after the job
+    ]
+    lines = [
+        {
+            "event": "gpu",
+            "t": t,
+            "source": "host",
+            "devices": {f"GPU-{d}": {"index": d, "power": w}},
+        }
+        for t, d, w in samples
+    ]
+    (run.path / "telemetry").mkdir()
+    (run.path / "telemetry" / "host.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    b = report([run.path]).benchmark("b")
+    assert b is not None and b.energy is not None
+    assert b.energy.mean_w == {"1": 200.0} and b.energy.median_w == {"1": 200.0}
+    assert b.energy.kj == pytest.approx(200.0 * 20 / 1000, rel=0.01)
+    assert b.energy.items_per_joule == pytest.approx(50.0 / 200.0)
