@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import platform
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +58,8 @@ def _os_name() -> str:
 
 def describe(detection: Detection) -> dict[str, Any]:
     """The system description written into ``meta.json`` (framework versions come from the jobs)."""
+    import socket  # only when describing this host, not when reading a description
+
     devices = detection.devices
     return {
         "host": {

@@ -8,7 +8,8 @@ zips of either; ``score`` scores them with the rules of Milabench's ``summary.py
 
 from __future__ import annotations
 
-from orchestrator.report.html import comparison_to_html, to_html
+from typing import TYPE_CHECKING
+
 from orchestrator.report.load import load, mbctl_job, milabench_job
 from orchestrator.report.model import (
     MILABENCH_SUFFIX,
@@ -50,6 +51,19 @@ from orchestrator.report.score import (
     summarize,
     verdict,
 )
+
+if TYPE_CHECKING:
+    from orchestrator.report.html import comparison_to_html, to_html
+
+
+def __getattr__(name: str) -> object:
+    """The HTML renderers, imported when first asked for (start-up time of the other formats)."""
+    if name in ("to_html", "comparison_to_html"):
+        from orchestrator.report import html
+
+        return getattr(html, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CSV_COLUMNS",
