@@ -97,8 +97,7 @@ def _milabench_scan(
     rates: list[float] = []
     times: list[float | None] = []
     losses: list[float] = []
-    gpudata: list[Any] = []
-    gpu_times: list[float | None] = []
+    samples: list[tuple[Any, float | None]] = []
     units: str | None = None
     tail: deque[str] = deque(maxlen=LOG_TAIL_LINES)
     keep = []
@@ -124,8 +123,7 @@ def _milabench_scan(
             if "loss" in data and (loss := _number(data["loss"])) is not None:
                 losses.append(loss)
             if "gpudata" in data:
-                gpudata.append(data["gpudata"])
-                gpu_times.append(_number(data.get("time")))
+                samples.append((data["gpudata"], _number(data.get("time"))))
         elif event == "line" and isinstance(data, str):
             tail.append(raw)
         elif event == "config":
@@ -154,7 +152,6 @@ def _milabench_scan(
     local = len(devices) if method == "njobs" and isinstance(devices, list) else 1
     machines = config.get("num_machines", 1)
     tag = config.get("tag")
-    samples = [(_sample_of(g, device), t) for g, t in zip(gpudata, gpu_times, strict=True)]
     job = JobResult(
         job_id=".".join(str(t) for t in tag) if isinstance(tag, list) and tag else config["name"],
         bench=config["name"],
@@ -168,14 +165,15 @@ def _milabench_scan(
         rate_times=times,
         units=units,
         losses=losses,
-        gpudata=[s for s, _ in samples if s is not None],
-        gpu_times=[t for s, t in samples if s is not None],
         early_stop=early_stop,
         return_code=_return_code(end["return_code"]),
         nolog=isinstance(tag, list) and "nolog" in tag,
         started=_number(start.get("time")),
         ended=_number(end.get("time")),
     )
+    for gpudata, t in samples:
+        if (sample := _sample_of(gpudata, device)) is not None:
+            job.add_sample(sample, t)
     if not job.success:
         job.log_tail = [line for line in map(_stdout_text, tail) if line]
     return job, meta
@@ -254,8 +252,7 @@ def mbctl_job(events: Iterable[dict[str, Any]], source: str, job_id: str) -> Job
         elif kind == "loss" and (loss := _number(ev.get("value"))) is not None:
             result.losses.append(loss)
         elif kind == "gpu" and (sample := _own_sample(ev.get("devices"), result.device)):
-            result.gpudata.append(sample)
-            result.gpu_times.append(_number(ev.get("t")))
+            result.add_sample(sample, _number(ev.get("t")))
         elif kind == "start":
             result.facts.update({k: v for k, v in ev.items() if k not in _START_KEYS})
         elif kind == "meta" and ev.get("kind") == "node" and isinstance(ev.get("node"), dict):

@@ -53,9 +53,30 @@ class JobResult:
     rate_times: list[float | None] = field(default_factory=list)
     units: str | None = None
     losses: list[float] = field(default_factory=list)
-    gpudata: list[dict[str, Any]] = field(default_factory=list)
-    gpu_times: list[float | None] = field(default_factory=list)
-    """Wall-clock time of each ``gpudata`` sample (None where the source has none)."""
+    memory: dict[str, list[float]] = field(default_factory=dict)
+    """Used device memory (MiB) per device, from the samples that count for ``peak_memory``
+    (Milabench leaves out idle ones: 1 MiB, or load 0)."""
+    power: dict[str, list[tuple[float | None, float]]] = field(default_factory=dict)
+    """(wall-clock time or None, W) per device, from the job's own telemetry samples."""
+
+    def add_sample(self, devices: dict[str, Any], t: float | None) -> None:
+        """One telemetry sample (``{device: {memory: [used, total], load, power...}}``)."""
+        for device, data in devices.items():
+            if not isinstance(data, dict):
+                continue
+            used = data.get("memory")
+            if isinstance(used, list | tuple) and used:
+                value = used[0]
+                if (
+                    isinstance(value, int | float)
+                    and not isinstance(value, bool)
+                    and value != 1
+                    and data.get("load") != 0
+                ):
+                    self.memory.setdefault(device, []).append(float(value))
+            watts = data.get("power")
+            if isinstance(watts, int | float) and not isinstance(watts, bool):
+                self.power.setdefault(device, []).append((t, float(watts)))
     early_stop: bool = False
     return_code: int | None = None
     nolog: bool = False

@@ -89,32 +89,23 @@ def _number(value: object) -> float | None:
 
 
 def _peak_memory(jobs: Sequence[JobResult]) -> float:
-    """Largest per-device ``max`` of used memory; samples at 1 MiB or with load 0 are idle."""
+    """Largest per-device ``max`` of used memory (Milabench's ``metrics``, so with one min and
+    one max dropped from 5 samples on); idle samples were left out when read."""
     memory: dict[str, list[float]] = {}
     for job in jobs:
-        for sample in job.gpudata:
-            for device, data in sample.items():
-                used = data.get("memory") if isinstance(data, dict) else None
-                if not isinstance(used, list | tuple) or not used:
-                    continue
-                value = _number(used[0])
-                if value is None or value == 1 or data.get("load") == 0:
-                    continue
-                memory.setdefault(device, []).append(value)
+        for device, values in job.memory.items():
+            memory.setdefault(device, []).extend(values)
     return max((metrics(values).max for values in memory.values()), default=nan)
 
 
-def _job_power(job: JobResult, host: Sequence[tuple[float, str, float]]) -> dict[str, list[Any]]:
+def _job_power(
+    job: JobResult, host: Sequence[tuple[float, str, float]]
+) -> dict[str, list[tuple[float | None, float]]]:
     """(time, W) per device of one job: its own ``gpu`` samples, else the host's samples of its
     devices taken while it ran."""
-    power: dict[str, list[Any]] = {}
-    for sample, t in zip(job.gpudata, job.gpu_times, strict=False):
-        for device, data in sample.items():
-            watts = _number(data.get("power")) if isinstance(data, dict) else None
-            if watts is not None:
-                power.setdefault(device, []).append((t, watts))
-    if power or not host or job.started is None or job.ended is None:
-        return power
+    if job.power or not host or job.started is None or job.ended is None:
+        return job.power
+    power: dict[str, list[tuple[float | None, float]]] = {}
     devices = set(job.facts.get("devices") or ())
     for t, device, watts in host:
         if job.started <= t <= job.ended and device in devices:
