@@ -49,10 +49,11 @@ def _sample_of(devices: object, device: str | None) -> dict[str, Any] | None:
     return {device: sample[device]} if device in sample else None
 
 
-def _read_lines(path: Path) -> Iterable[str]:
+def _read_lines(path: Path) -> list[str]:
+    """Every line of a results file, read at once (a run's files are megabytes, not more)."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            yield from f
+            return f.read().split("\n")
     except OSError as exc:
         raise ResultsError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
@@ -105,8 +106,13 @@ def _milabench_scan(
         if raw.startswith(_STDOUT):
             tail.append(raw)
         elif (
-            _PROGRESS in raw and not any(k in raw for k in ('"rate"', '"gpudata"', '"loss"'))
-        ) or (raw.startswith(_META) and not want_meta):
+            _PROGRESS in raw
+            and '"rate"' not in raw
+            and '"gpudata"' not in raw
+            and '"loss"' not in raw
+        ):
+            continue
+        elif raw.startswith(_META) and not want_meta:
             continue
         elif raw[:1] == "{":
             keep.append(raw)

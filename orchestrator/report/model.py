@@ -77,6 +77,7 @@ class JobResult:
             watts = data.get("power")
             if isinstance(watts, int | float) and not isinstance(watts, bool):
                 self.power.setdefault(device, []).append((t, float(watts)))
+
     early_stop: bool = False
     return_code: int | None = None
     nolog: bool = False
