@@ -318,8 +318,9 @@ def summarize(
     Per benchmark (all its jobs pooled): n jobs, ``fail``, the rate statistics of
     ``metrics``, ``per_device`` means for per-GPU jobs, ``throughput`` = Σ per-device means
     (or ``perf`` when there are none), ``score`` = throughput * (1 - fail/n). Weights and
-    enabled flags come from ``expected`` (default: the suites in the runs' meta.json, whose
-    benchmarks count even when they never ran or were skipped), else from the jobs' own config.
+    enabled flags come from ``expected`` (a benchmark it does not list does not count), by
+    default from the suites in the runs' meta.json (whose benchmarks count even when they never
+    ran or were skipped), else from the jobs' own config.
     """
     jobs: list[JobResult] = []
     loaded: list[RunData] = []
@@ -348,7 +349,11 @@ def summarize(
     summaries = []
     power: dict[str, list[PowerSeries]] = {}
     for name, bench_jobs in by_bench.items():
-        summary, series = _summarize_bench(name, bench_jobs, specs.get(name), host)
+        spec = specs.get(name)
+        if spec is None and expected is not None:
+            # re-scored with a suite that does not have it: listed, but it does not count
+            spec = BenchmarkSpec(name, 0.0, enabled=False)
+        summary, series = _summarize_bench(name, bench_jobs, spec, host)
         summaries.append(summary)
         if series:
             power[name] = series
