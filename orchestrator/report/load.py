@@ -110,9 +110,7 @@ def _milabench_scan(
             and '"rate"' not in raw
             and '"gpudata"' not in raw
             and '"loss"' not in raw
-        ):
-            continue
-        elif raw.startswith(_META) and not want_meta:
+        ) or (raw.startswith(_META) and not want_meta):
             continue
         elif raw[:1] == "{":
             keep.append(raw)

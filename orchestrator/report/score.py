@@ -349,11 +349,11 @@ def summarize(
     summaries = []
     power: dict[str, list[PowerSeries]] = {}
     for name, bench_jobs in by_bench.items():
-        spec = specs.get(name)
-        if spec is None and expected is not None:
+        found = specs.get(name)
+        if found is None and expected is not None:
             # re-scored with a suite that does not have it: listed, but it does not count
-            spec = BenchmarkSpec(name, 0.0, enabled=False)
-        summary, series = _summarize_bench(name, bench_jobs, spec, host)
+            found = BenchmarkSpec(name, 0.0, enabled=False)
+        summary, series = _summarize_bench(name, bench_jobs, found, host)
         summaries.append(summary)
         if series:
             power[name] = series
