@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import glob
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import pytest
+from conftest import docker_available
 from readme_commands import ROOT, Command, extract
 from typer.testing import CliRunner
 
@@ -27,7 +29,8 @@ from orchestrator.vendors import Vendor
 
 @dataclass(frozen=True)
 class How:
-    kind: Literal["run", "help", "skip"]
+    kind: Literal["run", "help", "skip", "docker"]
+    """``docker``: runs as pasted where an engine answers (always in CI), else skipped."""
     reason: str
     extra: tuple[str, ...] = ()
     """Arguments appended to the pasted command (``--dry-run`` where it would launch work)."""
@@ -84,8 +87,10 @@ HOW: dict[str, How] = {
     ),
     "mbctl compare": NAME,
     "mbctl clean": NAME,
-    "mbctl clean --dry-run": How("skip", "lists the containers of a Docker engine"),
-    "mbctl clean --all": How("skip", "removes containers of a Docker engine"),
+    "mbctl clean --dry-run": How("docker", "lists the mbctl containers of the Docker engine"),
+    "mbctl clean --all": How(
+        "skip", "removes every mbctl container of the engine, other tests' running ones too"
+    ),
     "mbctl render compose": NAME,
     "mbctl render k8s": NAME,
     "mbctl submit runs/x --lock images.lock.yaml -o acme.tar.gz --sign ~/.ssh/id_ed25519": How(
@@ -211,6 +216,8 @@ def test_command_runs(command: Command, sandbox: Path, monkeypatch: pytest.Monke
     how = _how(command)
     if how.kind == "skip":
         pytest.skip(f"{command.where}: {how.reason}")
+    if how.kind == "docker" and not os.environ.get("CI") and (why := docker_available()):
+        pytest.skip(f"{command.where}: {why}")
     monkeypatch.chdir(sandbox)
     monkeypatch.setenv("HOME", str(sandbox))
     monkeypatch.setenv("MBCTL_DATA", str(sandbox / "data"))
