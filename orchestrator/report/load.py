@@ -128,8 +128,8 @@ def _milabench_scan(
                 losses.append(loss)
             if "gpudata" in data:
                 samples.append((data["gpudata"], _number(data.get("time"))))
-        elif event == "line" and isinstance(data, str):
-            tail.append(raw)
+        elif event == "line" and isinstance(data, str):  # spaced unlike _STDOUT
+            tail.append(json.dumps(entry))
         elif event == "config":
             config = data
         elif event == "meta" and isinstance(data, dict) and meta is None:
