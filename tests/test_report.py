@@ -598,3 +598,27 @@ def test_energy_from_host_telemetry_within_the_job(tmp_path: Path) -> None:
     assert b.energy.mean_w == {"1": 200.0} and b.energy.median_w == {"1": 200.0}
     assert b.energy.kj == pytest.approx(200.0 * 20 / 1000, rel=0.01)
     assert b.energy.items_per_joule == pytest.approx(50.0 / 200.0)
+
+
+@pytest.mark.parametrize("separators", [(", ", ": "), (",", ":")])
+def test_milabench_failure_cause_from_its_stdout(
+    tmp_path: Path, separators: tuple[str, str]
+) -> None:
+    events = [
+        {"event": "config", "data": {"name": "b", "tag": ["b", "D0"], "device": "0", "weight": 1}},
+        {"event": "start", "data": {"time": 1.0}},
+        {"event": "line", "data": "Traceback (most recent call last):\n", "pipe": "stderr"},
+        {
+            "event": "line",
+            "data": "ModuleNotFoundError: No module named 'timm'\n",
+            "pipe": "stderr",
+        },
+        {"event": "end", "data": {"time": 2.0, "return_code": 1}},
+    ]
+    folder = tmp_path / "mb"
+    folder.mkdir()
+    (folder / "b.D0.data").write_text(
+        "".join(json.dumps(e, separators=separators) + "\n" for e in events)
+    )
+    b = report([folder]).benchmark("b")
+    assert b is not None and b.failures == ["import: ModuleNotFoundError: No module named 'timm'"]
