@@ -622,3 +622,14 @@ def test_milabench_failure_cause_from_its_stdout(
     )
     b = report([folder]).benchmark("b")
     assert b is not None and b.failures == ["import: ModuleNotFoundError: No module named 'timm'"]
+
+
+def test_compare_flags_a_partial_benchmark(tmp_path: Path) -> None:
+    base = report([make_run(tmp_path / "a", "base").path])
+    partial = _report(tmp_path / "b")  # matmul: 1 of its 2 jobs failed
+    cmp = compare(base, [partial])
+    row = next(r for r in cmp.rows if r.name == "matmul")
+    assert row.states == ["partial"] and not math.isnan(row.ratios[0])
+    assert re.search(
+        r"\| matmul \| items/s \| [\d.]+ \| [\d.]+ \(partial\) \|", comparison_to_markdown(cmp)
+    )

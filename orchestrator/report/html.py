@@ -26,6 +26,7 @@ from orchestrator.report.render import (
     system_rows,
     why_lines,
 )
+from orchestrator.report.score import MEASURED
 
 _PALETTE: Final = (
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -314,8 +315,8 @@ def _ratio_chart(comparison: Comparison) -> str:
     for j, label in enumerate(comparison.others):
         rows: list[tuple[str, float | None, str]] = []
         for r in comparison.rows:
-            ok = r.states[j] == "ok" and r.base_state == "ok"
-            note = r.states[j] if r.states[j] != "ok" else f"baseline {r.base_state}"
+            ok = r.states[j] in MEASURED and r.base_state in MEASURED
+            note = r.states[j] if r.states[j] not in MEASURED else f"baseline {r.base_state}"
             rows.append((r.name, r.ratios[j] if ok else None, note))
         rows.append(("score", comparison.score_ratios[j], "no score"))
         assert len(rows) == len(names)

@@ -225,9 +225,10 @@ class Report:
         return next((b for b in self.benchmarks if b.name == name), None)
 
 
-CompareState = Literal["ok", "failed", "not run", "missing"]
-"""Per benchmark and run: ``failed`` (ran, no successful rate), ``not run`` (its suite scores it
-but it did not run, or was skipped), ``missing`` (not part of that run's suite at all)."""
+CompareState = Literal["ok", "partial", "failed", "not run", "missing"]
+"""Per benchmark and run: ``partial`` (some jobs failed: its value is from the others, flagged),
+``failed`` (ran, no successful rate), ``not run`` (its suite scores it but it did not run, or was
+skipped), ``missing`` (not part of that run's suite at all)."""
 
 
 @dataclass

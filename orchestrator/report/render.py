@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from orchestrator import sysinfo
 from orchestrator.report.model import BenchmarkSummary, Comparison, ComparisonRow, Report
+from orchestrator.report.score import MEASURED
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -297,6 +298,8 @@ def report_table(report: Report, *, width: int | None = None) -> RenderableType:
 
 
 def _compare_cell(value: float, state: str) -> str:
+    if state == "partial":
+        return f"{_num(value)} (partial)"
     return _num(value) if state == "ok" else state
 
 
@@ -310,7 +313,7 @@ def _comparison_header(comparison: Comparison) -> list[str]:
 def _comparison_row(row: ComparisonRow) -> list[str]:
     cells = [row.name, row.units or "", _compare_cell(row.base, row.base_state)]
     for value, ratio, state in zip(row.values, row.ratios, row.states, strict=True):
-        both = state == "ok" and row.base_state == "ok"
+        both = state in MEASURED and row.base_state in MEASURED
         cells += [_compare_cell(value, state), _fmt(ratio, ".2f") if both else "—"]
     return cells
 

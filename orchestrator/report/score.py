@@ -392,11 +392,15 @@ def _state(bench: BenchmarkSummary | None) -> CompareState:
         return "not run"
     if bench.status == "failed" or math.isnan(bench.score) or bench.score == 0:
         return "failed"
-    return "ok"
+    return "partial" if bench.status == "partial" else "ok"
+
+
+#: States whose value is a measurement, so it can be divided (a partial one is flagged).
+MEASURED: Final = frozenset({"ok", "partial"})
 
 
 def _metric(bench: BenchmarkSummary | None, metric: Metric) -> float:
-    if _state(bench) != "ok":
+    if _state(bench) not in MEASURED:
         return nan
     value: float = getattr(bench, metric)
     return value
