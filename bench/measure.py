@@ -26,12 +26,19 @@ class Figures:
 
 
 def measure(argv: Sequence[str], repeats: int = 7) -> Figures:
-    """Median over ``repeats`` runs after one warm-up (page cache, .pyc files)."""
-    subprocess.run(argv, check=True, capture_output=True)
+    """Median over ``repeats`` runs after one warm-up (page cache, .pyc files).
+
+    Bytecode is written and used as an installed mbctl would: PYTHONDONTWRITEBYTECODE (set
+    in some CI and dev shells) would make every run compile every module again.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    subprocess.run(argv, check=True, capture_output=True, env=env)
     walls, cpus, rss = [], [], []
     for _ in range(repeats):
         start = time.perf_counter()
-        child = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(
+            argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        )
         _, status, usage = os.wait4(child.pid, 0)
         walls.append(time.perf_counter() - start)
         child.returncode = os.waitstatus_to_exitcode(status)

@@ -158,18 +158,25 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
+def _node_label(name: Any, description: Any) -> str:
+    detail = description
+    if isinstance(description, dict):
+        detail = next(
+            (description[k] for k in ("gpu_product", "gpu", "model") if description.get(k)), None
+        )
+    return f"{name}" + (f" ({detail})" if isinstance(detail, str) and detail else "")
+
+
 def _nodes(nodes: Any) -> str | None:
-    """``meta.json``'s ``nodes``: names, or records with a ``name`` (and a ``gpu_product``)."""
-    if not isinstance(nodes, list) or not nodes:
+    """``meta.json``'s ``nodes``: names, records with a ``name`` (slurm: and a
+    ``gpu_product``), or a mapping of name to description."""
+    if isinstance(nodes, dict) and nodes:
+        labels = [_node_label(name, desc) for name, desc in nodes.items()]
+    elif isinstance(nodes, list) and nodes:
+        labels = [_node_label(n.get("name"), n) if isinstance(n, dict) else str(n) for n in nodes]
+    else:
         return _text(nodes)
-    names = []
-    for node in nodes:
-        if isinstance(node, dict):
-            product = node.get("gpu_product")
-            names.append(f"{node.get('name')}" + (f" ({product})" if product else ""))
-        else:
-            names.append(str(node))
-    return f"{len(names)}: " + ", ".join(names)
+    return f"{len(labels)}: " + ", ".join(labels)
 
 
 def rows(system: dict[str, Any]) -> list[tuple[str, str]]:

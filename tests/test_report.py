@@ -556,6 +556,8 @@ def test_nodes_from_meta_and_from_kubernetes_node_events(tmp_path: Path) -> None
         {"name": "gpu02", "jobs": []},
     ]
     assert dict(sysinfo.rows({"nodes": slurm}))["nodes"] == "2: gpu01 (H100), gpu02"
+    by_name = {"gpu01": {"gpu_product": "H100"}, "gpu02": "8 GPUs"}
+    assert dict(sysinfo.rows({"nodes": by_name}))["nodes"] == "2: gpu01 (H100), gpu02 (8 GPUs)"
     run = RunDir.create(tmp_path, {}, run_id="k")
     rec = run.recorder(job("b", "0", ("0",), PlanKind.NJOBS, 1.0))
     for rank, name in enumerate(("node-a", "node-b")):
