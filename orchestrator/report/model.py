@@ -58,6 +58,17 @@ class JobResult:
     (Milabench leaves out idle ones: 1 MiB, or load 0)."""
     power: dict[str, list[tuple[float | None, float]]] = field(default_factory=dict)
     """(wall-clock time or None, W) per device, from the job's own telemetry samples."""
+    early_stop: bool = False
+    return_code: int | None = None
+    nolog: bool = False
+    status: str | None = None
+    reason: str | None = None
+    started: float | None = None
+    ended: float | None = None
+    facts: dict[str, Any] = field(default_factory=dict)
+    """Device facts of the job's ``start`` event (device name/count, driver, runtime, framework)."""
+    log_tail: list[str] = field(default_factory=list)
+    """The last lines of the job's untagged output, read only for jobs that failed."""
 
     def add_sample(self, devices: dict[str, Any], t: float | None) -> None:
         """One telemetry sample (``{device: {memory: [used, total], load, power...}}``)."""
@@ -77,18 +88,6 @@ class JobResult:
             watts = data.get("power")
             if isinstance(watts, int | float) and not isinstance(watts, bool):
                 self.power.setdefault(device, []).append((t, float(watts)))
-
-    early_stop: bool = False
-    return_code: int | None = None
-    nolog: bool = False
-    status: str | None = None
-    reason: str | None = None
-    started: float | None = None
-    ended: float | None = None
-    facts: dict[str, Any] = field(default_factory=dict)
-    """Device facts of the job's ``start`` event (device name/count, driver, runtime, framework)."""
-    log_tail: list[str] = field(default_factory=list)
-    """The last lines of the job's untagged output, read only for jobs that failed."""
 
     @property
     def nan_loss(self) -> bool:
