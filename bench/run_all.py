@@ -10,6 +10,7 @@ HERE = Path(__file__).resolve().parent
 if __name__ == "__main__":
     for script in (
         "bench_cli.py",
+        "bench_report.py",
         "bench_parser.py",
         "bench_local_overhead.py",
         "bench_harness.py",

@@ -209,5 +209,14 @@ def parse_devices(text: str) -> tuple[Device, ...]:
     if not words or not all(w.isdigit() for w in words):
         raise ConfigError(f"--devices {text!r}: expected a count (8) or device indices (0,1,3)")
     if len(words) == 1 and "," not in text:
+        if int(words[0]) == 0:
+            raise ConfigError(f"--devices {text!r}: plan for at least one device")
         return tuple(Device(index=str(i), name="planned") for i in range(int(words[0])))
-    return tuple(Device(index=w, name="planned") for w in words)
+    indices = [str(int(w)) for w in words]
+    repeated = sorted({i for i in indices if indices.count(i) > 1}, key=int)
+    if repeated:
+        raise ConfigError(
+            f"--devices {text!r}: device {', '.join(repeated)} listed more than once",
+            hint="name each device once, e.g. --devices 0,1",
+        )
+    return tuple(Device(index=i, name="planned") for i in indices)

@@ -3,8 +3,9 @@
 A reference file names a system and, per benchmark, the expected ``value`` with ``lower`` and
 ``upper`` tolerances as fractions of it (``-0.1`` = 10 % below is still fine; ``null`` =
 unbounded) and its ``unit``. ``check`` marks each benchmark of a report within or outside its
-bounds; a benchmark the file names but the report's suite does not know is an error, so a
-typo cannot silently pass.
+bounds. A benchmark the file names that the run did not have (a subset of the suite, another
+suite) is listed as ``not run`` and not judged; the score is then ``not comparable``, since a
+partial run's score cannot be held against a full one.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
 
 from orchestrator.config import load_model
-from orchestrator.errors import ConfigError
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -26,7 +26,9 @@ if TYPE_CHECKING:
     from orchestrator.report import Report
 
 Metric = Literal["perf", "throughput", "score"]
-Verdict = Literal["within", "below", "above", "missing"]
+Verdict = Literal["within", "below", "above", "missing", "not run", "not comparable"]
+#: Verdicts that are no measurement of the system, so no failure either.
+UNJUDGED: frozenset[str] = frozenset({"not run", "not comparable"})
 
 
 class _Model(BaseModel):
@@ -95,37 +97,34 @@ def _verdict(measured: float, expected: ReferenceValue) -> Verdict:
     return "within"
 
 
-def check(reference: Reference, report: Report, *, known: Iterable[str] = ()) -> list[Judgement]:
+def check(reference: Reference, report: Report) -> list[Judgement]:
     """Judge each benchmark the reference names (and the score, if it has one) in ``report``.
 
-    ``known`` adds benchmark names the suite defines beyond those in the report (disabled or
-    unselected ones); naming any other benchmark is a ConfigError listing them all.
+    A benchmark the run did not have, or that was skipped or did not run, is ``not run``.
+    The score is ``not comparable`` when any benchmark of the reference did not run.
     """
-    names = {b.name for b in report.benchmarks} | set(known)
-    unknown = sorted(set(reference.reference) - names)
-    if unknown:
-        raise ConfigError(
-            f"reference for {reference.system!r} names benchmarks the run's suite does not have: "
-            + ", ".join(unknown),
-            hint="suite benchmarks: " + ", ".join(sorted(names)),
-        )
     judged = []
     for name in sorted(reference.reference):
         expected = reference.reference[name]
         bench = report.benchmark(name)
         value: float = math.nan
-        if bench is not None and bench.status != "missing":
-            value = getattr(bench, reference.metric)
         units = bench.units if bench is not None else None
+        if bench is None or bench.status in ("missing", "skipped"):
+            judged.append(Judgement(name, value, units, expected, "not run"))
+            continue
+        value = getattr(bench, reference.metric)
         judged.append(Judgement(name, value, units, expected, _verdict(value, expected)))
     if reference.score is not None:
         score = reference.score
-        judged.append(Judgement("score", report.score, None, score, _verdict(report.score, score)))
+        partial = any(j.verdict == "not run" for j in judged)
+        verdict: Verdict = "not comparable" if partial else _verdict(report.score, score)
+        judged.append(Judgement("score", report.score, None, score, verdict))
     return judged
 
 
 def outside(judgements: Iterable[Judgement]) -> list[Judgement]:
-    return [j for j in judgements if not j.within]
+    """Judgements that fail: below, above, or no value from a benchmark that ran."""
+    return [j for j in judgements if not j.within and j.verdict not in UNJUDGED]
 
 
 # --- rendering -----------------------------------------------------------------------------
@@ -171,7 +170,8 @@ def table(judgements: Sequence[Judgement], reference: Reference) -> Table:
             header, justify="left" if header in ("bench", "units", "unit") else "right"
         )
     for j in judgements:
-        result.add_row(*(Text(c) for c in _cells(j)), style=None if j.within else "red")
+        style = None if j.within else "dim" if j.verdict in UNJUDGED else "red"
+        result.add_row(*(Text(c) for c in _cells(j)), style=style)
     return result
 
 
@@ -184,7 +184,7 @@ def to_json(judgements: Sequence[Judgement], reference: Reference) -> dict[str, 
     return {
         "system": reference.system,
         "metric": reference.metric,
-        "within": all(j.within for j in judgements),
+        "within": not outside(judgements),
         "benchmarks": [
             {
                 "name": j.name,

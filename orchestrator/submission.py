@@ -929,9 +929,8 @@ def verify(
     if reference is not None:
         from orchestrator import references
 
-        known = suite.names() if suite is not None else ()
         result.reference = reference
-        result.judgements = references.check(reference, scored, known=known)
+        result.judgements = references.check(reference, scored)
         checks.append(_check_reference(result.judgements, reference))
     return result
 

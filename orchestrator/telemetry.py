@@ -315,3 +315,34 @@ def recording(
         yield sampler
     finally:
         sampler.stop()
+
+
+# --- energy, from samples already taken -----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PowerStats:
+    """One device during one job: power statistics and the energy drawn."""
+
+    mean_w: float
+    median_w: float
+    joules: float
+
+
+def power_stats(
+    samples: Sequence[tuple[float | None, float]], duration: float | None
+) -> PowerStats | None:
+    """``samples`` are (time or None, W). Energy is the mean power times the job's
+    ``duration``: samples come at a fixed interval, so their mean is the time-average, and the
+    job's own start and end bound it better than the first and last sample do. Without a
+    duration, the span of the timed samples stands in. None without samples."""
+    watts = sorted(w for _, w in samples)
+    if not watts:
+        return None
+    mean = sum(watts) / len(watts)
+    mid = len(watts) // 2
+    median = watts[mid] if len(watts) % 2 else (watts[mid - 1] + watts[mid]) / 2
+    if duration is None:
+        times = [t for t, _ in samples if t is not None]
+        duration = max(times) - min(times) if len(times) >= 2 else None
+    return PowerStats(mean, median, mean * duration if duration is not None else float("nan"))

@@ -47,6 +47,7 @@ class Request:
     # nodes a multi-node ({nodes: N}) benchmark may span; None: what the backend can place
     nodes: int | None = None
     slurm_config: Path | None = None
+    dry_run: bool = False
 
 
 @dataclass
@@ -75,29 +76,82 @@ def default_data_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "mbctl" / "data"
 
 
-def load_suite(req: Request) -> config.Suite:
+#: The profile a CPU run gets when ``--profile`` is not given: full sizes take hours on a CPU.
+CPU_PROFILE = "tiny"
+
+
+def load_suite(req: Request, vendor: Vendor | None = None) -> config.Suite:
+    """The suite of ``req``; on the CPU with no ``--profile``, its ``tiny`` profile when the
+    suite defines one."""
+    profile = req.profile
+    if profile is None and vendor is Vendor.CPU:
+        try:
+            return config.load_selected(
+                req.suite,
+                overrides=req.overrides,
+                profile=CPU_PROFILE,
+                select=req.select,
+                exclude=req.exclude,
+            )
+        except ConfigError:
+            pass  # no tiny profile (or another problem, which the plain load reports)
     return config.load_selected(
         req.suite,
         overrides=req.overrides,
-        profile=req.profile,
+        profile=profile,
         select=req.select,
         exclude=req.exclude,
     )
 
 
+def check_devices(
+    planned: Sequence[vendors.Device], vendor: Vendor, detection: Detection, *, dry_run: bool
+) -> list[str]:
+    """``--devices`` against what this host has: an error when it asks for devices the
+    detected vendor lacks; for another vendor, a warning on ``--dry-run`` and an error else."""
+    text = ",".join(d.index for d in planned)
+    if vendor is detection.vendor and vendor is not Vendor.CPU:
+        have = {d.index for d in detection.devices}
+        absent = [d.index for d in planned if d.index not in have]
+        if absent:
+            raise ConfigError(
+                f"--devices {text}: no {vendor.value} device {', '.join(absent)} here",
+                hint=f"detected: {', '.join(sorted(have, key=int)) or 'none'} (mbctl vendors)",
+            )
+        return []
+    if vendor is Vendor.CPU:
+        raise ConfigError(
+            f"--devices {text}: the cpu vendor has no devices to choose",
+            hint="leave --devices out on the CPU",
+        )
+    message = f"--devices {text}: no {vendor.value} device is detected on this host"
+    if dry_run:
+        return [f"warning: {message}; planned only"]
+    raise ConfigError(message, hint="mbctl vendors shows what is detected; --dry-run to plan")
+
+
 def resolve_target(
-    vendor: str | None, devices: str | None, detection: Detection | None = None
-) -> Target:
-    """``--vendor`` (default: detected) and ``--devices`` (default: the detected ones)."""
+    vendor: str | None,
+    devices: str | None,
+    detection: Detection | None = None,
+    *,
+    dry_run: bool = False,
+    check: bool = True,
+) -> tuple[Target, list[str]]:
+    """``--vendor`` (default: detected) and ``--devices`` (default: the detected ones),
+    checked against the host unless ``check`` is off (a cluster's devices are not here)."""
     detection = detection or vendors.detect()
     chosen = vendors.get(vendor).vendor if vendor else detection.vendor
+    notes: list[str] = []
     if devices is not None:
         found = parse_devices(devices)
+        if check:
+            notes = check_devices(found, chosen, detection, dry_run=dry_run)
     elif chosen is detection.vendor:
         found = detection.devices
     else:
         found = ()
-    return Target(chosen, detection, found)
+    return Target(chosen, detection, found), notes
 
 
 def choose_backend(name: str) -> tuple[str, list[str]]:
@@ -119,8 +173,11 @@ def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
     mismatching image stops the run before anything starts. ``--backend auto`` falls back to
     the local backend, with a note, when the engine answers but holds no images.
     """
-    suite = load_suite(req)
-    target = resolve_target(req.vendor, req.devices)
+    remote = req.backend in ("kubernetes", "slurm")  # devices live on the cluster
+    target, device_notes = resolve_target(
+        req.vendor, req.devices, dry_run=req.dry_run, check=not remote
+    )
+    suite = load_suite(req, target.vendor)
     backend_name, notes = choose_backend(req.backend)
     # without --nodes the backend's own count is known only once it runs (see fit_nodes)
     nodes = req.nodes or 1
@@ -147,6 +204,9 @@ def prepare(req: Request, *, phase: Phase = Phase.RUN) -> Prepared:
         notes += _leftover_notes(req)
     if phase is Phase.PREPARE:
         plan = preparation_plan(plan, config.benchmarks_root())
+    notes += device_notes
+    if req.profile is None and suite.profile == CPU_PROFILE:
+        notes.append(f"profile: {CPU_PROFILE} (the CPU default; --profile full for full sizes)")
     return Prepared(suite, target, plan, backend_name, notes)
 
 
@@ -231,9 +291,15 @@ class RunResult:
 
 
 def run(
-    req: Request, prepared: Prepared, *, phase: Phase = Phase.RUN, progress: Progress | None = None
+    req: Request,
+    prepared: Prepared,
+    *,
+    phase: Phase = Phase.RUN,
+    progress: Progress | None = None,
+    run_id: str | None = None,
 ) -> RunResult:
-    """Execute a prepared plan into a new run folder (or the ``--resume`` one)."""
+    """Execute a prepared plan into a new run folder (or the ``--resume`` one); ``run_id``
+    names the new folder (default: a fresh ``new_run_id``), so a live view can show it."""
     backend = make_backend(prepared.backend_name, req, vendor=prepared.target.vendor.value)
     prepared = fit_nodes(req, prepared, backend, phase)
     data_dir = (req.data_dir or default_data_dir()).resolve()
@@ -244,7 +310,8 @@ def run(
         done = rundir.completed_job_ids()
     else:
         meta = _meta(req, prepared, phase)
-        rundir = RunDir.create(req.results, meta, run_id=new_run_id(prepared.suite.name))
+        rundir = RunDir.create(req.results, meta, run_id=run_id or new_run_id(prepared.suite.name))
+        point_latest(rundir)
         done = set()
     ctx = RunContext(
         run_id=rundir.path.name,
@@ -357,6 +424,23 @@ def fit_nodes(req: Request, prepared: Prepared, backend: Backend, phase: Phase) 
         plan = preparation_plan(plan, config.benchmarks_root())
     note = f"nodes: {nodes} (the {prepared.backend_name} backend places {capacity})"
     return Prepared(suite, target, plan, prepared.backend_name, [*prepared.notes, note])
+
+
+#: ``<results>/latest``: a link to the newest run folder (``mbctl report runs/latest``).
+LATEST = "latest"
+
+
+def point_latest(rundir: RunDir) -> None:
+    """Point ``<results>/latest`` at ``rundir``, atomically (a relative link, so the results
+    folder can move)."""
+    link = rundir.path.parent / LATEST
+    tmp = link.with_name(f".{LATEST}.{os.getpid()}")
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(rundir.path.name, target_is_directory=True)
+        os.replace(tmp, link)
+    except OSError:
+        tmp.unlink(missing_ok=True)  # no symlinks on this filesystem: `latest` still resolves
 
 
 def preparation_plan(plan: Plan, benchmarks_root: Path) -> Plan:

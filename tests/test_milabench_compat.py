@@ -255,3 +255,27 @@ def test_loaded_jobs(rep: Report) -> None:
     series = {s.job: s for s in rep.samples["resnet50"]}
     assert series["resnet50.D0"].times == [float(i) for i in range(8)]
     assert series["resnet50.D1"].times is None and series["resnet50.D1"].values == RESNET["1"]
+
+
+def test_rescore_with_a_suite_s_weights(tmp_path: Path) -> None:
+    """`report --weights SUITE` (Milabench's `report --config`): the suite's weights and enabled
+    set score the run; its benchmarks the run lacks count 0, the run's others do not count."""
+    from typer.testing import CliRunner
+
+    from orchestrator.cli.main import app
+
+    suite = tmp_path / "mini.yaml"
+    suite.write_text(
+        "name: mini\n"
+        "benchmarks:\n"
+        "  resnet50: {definition: matmul, weight: 2.0}\n"
+        "  whisper: {definition: matmul, weight: 1.0}\n"
+    )
+    result = CliRunner().invoke(app, ["report", str(FOLDER), "--weights", str(suite), "-f", "json"])
+    assert result.exit_code == 1, result.output  # the folder's failure rate is above 1 %
+    rows = {b["name"]: b for b in json.loads(result.stdout)["benchmarks"]}
+    assert (rows["resnet50"]["weight"], rows["resnet50"]["enabled"]) == (2.0, True)
+    assert rows["whisper"]["status"] == "missing"
+    assert (rows["bert"]["weight"], rows["bert"]["enabled"]) == (0.0, False)
+    resnet = rows["resnet50"]["score"]
+    assert json.loads(result.stdout)["score"] == pytest.approx(math.exp(2 * math.log1p(resnet) / 3))

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import re
+import time
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,7 @@ from orchestrator.report import (
     to_csv,
     to_html,
     to_json,
+    to_junit,
     to_markdown,
 )
 from orchestrator.results import RunDir
@@ -148,7 +150,8 @@ def test_run_directory_report(tmp_path: Path) -> None:
     assert mm.throughput == mm.perf == pytest.approx(np.mean(trimmed(MATMUL)))
     assert mm.ngpu == 2 and math.isnan(mm.peak_memory)
     missing = rep.benchmark("jaxmlp")
-    assert missing is not None and missing.status == "missing"
+    # planned as skipped (cannot run on this target): listed with its reason, scored 0
+    assert missing is not None and missing.status == "skipped"
     assert missing.reason == "no jax for this vendor" and math.isnan(missing.score)
     assert rep.benchmark("old") is None  # disabled and never ran: not a row
     # eq. 1 over enabled benchmarks; the missing one counts as 0
@@ -168,9 +171,9 @@ def test_missing_benchmark_lowers_the_score(tmp_path: Path) -> None:
     )
     partial = report([run.path])
     assert partial.score < full.score
-    assert "| jaxmlp | 0 | 0 | 0 | missing |" in to_markdown(partial)
+    assert "| jaxmlp | 0 | 0 | 0 | skipped |" in to_markdown(partial)
     assert any(
-        b["name"] == "jaxmlp" and b["status"] == "missing" for b in to_json(partial)["benchmarks"]
+        b["name"] == "jaxmlp" and b["status"] == "skipped" for b in to_json(partial)["benchmarks"]
     )
 
 
@@ -179,10 +182,10 @@ def test_missing_benchmark_lowers_the_score(tmp_path: Path) -> None:
     [
         ({"rc": 0}, True, None),
         ({"rc": -15, "status": "cancelled", "early_stop": True}, True, None),
-        ({"rc": 0, "losses": (1.0, float("nan"))}, False, "NaN loss"),
-        ({"rc": 1, "status": "failed"}, False, "failed here"),
-        ({"rc": None, "status": "timeout"}, False, "timeout here"),
-        ({"rc": 0, "status": None}, False, "did not finish (no exit event)"),
+        ({"rc": 0, "losses": (1.0, float("nan"))}, False, "nan: NaN loss"),
+        ({"rc": 1, "status": "failed"}, False, "exit: failed here"),
+        ({"rc": None, "status": "timeout"}, False, "timeout: timeout here"),
+        ({"rc": 0, "status": None}, False, "incomplete: did not finish (no exit event)"),
     ],
 )
 def test_job_success_rule(
@@ -200,7 +203,9 @@ def test_job_success_rule(
 
 def test_no_training_rate_fails() -> None:
     res = JobResult("b.0", "b", "src", 1.0, True, "b", None, return_code=0, status="ok")
-    assert not res.success and res.failure() == "no training rate"
+    from orchestrator.report.causes import classify
+
+    assert not res.success and str(classify(res)) == "no-rate: exited 0 without a training rate"
     b = summarize([res]).benchmarks[0]
     assert math.isnan(b.perf) and math.isnan(b.score)
     assert summarize([res]).score == 1.0  # exp(ln(1 + 0)): a NaN score counts as 0
@@ -289,7 +294,7 @@ def test_json_rendering_is_standard_json(tmp_path: Path) -> None:
 def test_csv_rendering(tmp_path: Path) -> None:
     rows = list(csv.DictReader(io.StringIO(to_csv(_report(tmp_path)))))
     assert [r["name"] for r in rows] == ["convnet", "jaxmlp", "matmul"]
-    assert rows[1]["perf"] == "" and rows[1]["status"] == "missing"
+    assert rows[1]["perf"] == "" and rows[1]["status"] == "skipped"
     assert rows[2]["fail"] == "1" and rows[2]["n"] == "2" and rows[2]["status"] == "partial"
     assert float(rows[0]["score"]) == pytest.approx(_report(tmp_path / "b").benchmarks[0].score)
 
@@ -303,7 +308,7 @@ def test_markdown_and_rich_table(tmp_path: Path) -> None:
     console = Console(record=True, width=220)
     console.print(report_table(rep))
     text = console.export_text()
-    assert "convnet" in text and "missing" in text and f"Score: {rep.score:.2f}" in text
+    assert "convnet" in text and "skipped" in text and f"Score: {rep.score:.2f}" in text
 
 
 def test_html_is_self_contained_with_plots(tmp_path: Path) -> None:
@@ -312,9 +317,10 @@ def test_html_is_self_contained_with_plots(tmp_path: Path) -> None:
     assert page.startswith("<!DOCTYPE html>") and page.rstrip().endswith("</html>")
     assert "<script" not in page and "<link" not in page
     assert set(re.findall(r"https?://[^\"' ]+", page)) == {"http://www.w3.org/2000/svg"}
-    assert page.count("<svg") == 1 + 2  # the bar chart + convnet and matmul over time
+    # one bar chart per unit (items/s; jaxmlp has none, it is listed) + convnet and matmul
+    assert page.count("<svg") == 1 + 2 and "Scored 0, no rate: jaxmlp: skipped" in page
     assert page.count("<polyline") == 2 + 2  # one line per job with rates
-    assert "jaxmlp" in page and "missing" in page
+    assert "jaxmlp" in page and "skipped" in page
 
 
 def test_html_escapes_names() -> None:
@@ -345,7 +351,7 @@ def test_compare(tmp_path: Path) -> None:
     md = comparison_to_markdown(cmp)
     assert "| matmul | items/s |" in md and "missing" in md and "| score |" in md
     rows_csv = list(csv.reader(io.StringIO(comparison_to_csv(cmp))))
-    assert rows_csv[0] == ["name", "units", "base", "value_0", "ratio_0"]
+    assert rows_csv[0] == ["name", "units", "base", "base_state", "value_0", "ratio_0", "state_0"]
     assert rows_csv[-1][0] == "score"
     console = Console(record=True, width=200)
     console.print(comparison_table(cmp))
@@ -361,3 +367,271 @@ def test_comparison_html_is_self_contained(tmp_path: Path) -> None:
     assert "&lt;fast&gt;" in page and "<fast>" not in page
     assert page.count("<rect") == 3  # convnet, matmul and the score; jaxmlp is missing
     assert "missing" in page
+
+
+# --- system, energy, failure causes, skipped benchmarks, compare states ---------------------
+
+
+def energy_run(
+    root: Path, run_id: str = "e1", *, watts: float = 200.0, scale: float = 1.0
+) -> RunDir:
+    """convnet on two GPUs drawing ``watts`` each, an OOM-killed bert, a timed-out matmul and
+    a skipped jaxmlp, in a run whose meta.json describes the machine."""
+    meta = {
+        "suite": {
+            "name": "standard",
+            "profile": "full",
+            "benchmarks": [*SUITE[:3], {"name": "bert", "weight": 1.0, "enabled": True}],
+        },
+        "vendor": "cuda",
+        "backend": "docker",
+        "plan": {"skipped": [{"bench": "jaxmlp", "reason": "not built yet"}]},
+        "system": {
+            "host": {"hostname": "node1", "cpu_model": "EPYC 9654", "cpu_cores": 192, "memory_gb": 1511.0},
+            "os": {"name": "Ubuntu 22.04", "kernel": "6.5"},
+            "accelerators": {"vendor": "cuda", "count": 2, "model": "NVIDIA H100 80GB HBM3", "memory_mib": 81559, "driver": "550.54"},
+            "software": {"mbctl": "0.1.0", "torch": "2.4.0", "cuda": "12.4"},
+        },
+    }  # fmt: skip
+    run = RunDir.create(root, meta, run_id=run_id)
+    for dev in ("0", "1"):
+        rec = run.recorder(job("convnet", f"D{dev}", (dev,), PlanKind.PER_GPU, 2.0))
+        t0 = time.time()  # the recorder's config event marks the job's start on this clock
+        rec.event({"event": "start", "t": t0, "device": {"name": "NVIDIA H100", "count": 1}})
+        for i in range(10):
+            rec.event({"event": "rate", "t": t0 + i, "value": 100.0 * scale, "task": "train"})
+            rec.event({"event": "gpu", "t": t0 + i, "devices": {"0": {"power": watts}}})
+        rec.event({"event": "exit", "t": t0 + 10, "return_code": 0, "status": "ok"})
+        rec._close()  # the exit event above is the one a 10 s job would have
+    rec = run.recorder(job("bert", "0", ("0", "1"), PlanKind.NJOBS, 1.0))
+    rec.log("loading model")
+    rec.log("torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB")
+    rec.finish(1, "failed", reason="exit code 1")
+    rec = run.recorder(job("matmul", "0", ("0", "1"), PlanKind.NJOBS, 1.0))
+    rec.event({"event": "rate", "t": 1.0, "value": 5.0, "units": "items/s", "task": "train"})
+    rec.finish(None, "timeout", reason="ran past max_duration=60s and was killed")
+    return run
+
+
+def test_system_energy_and_causes(tmp_path: Path) -> None:
+    rep = report([energy_run(tmp_path).path])
+    conv = rep.benchmark("convnet")
+    assert conv is not None and conv.energy is not None
+    # 2 jobs x 200 W x 10 s (from the config event to the exit event)
+    assert conv.energy.mean_w == {"0": 200.0, "1": 200.0}
+    assert conv.energy.median_w == {"0": 200.0, "1": 200.0}
+    assert conv.energy.items_per_joule == pytest.approx(conv.score / 400.0)
+    assert conv.energy.kj == pytest.approx(2 * 200.0 * 10 / 1000, rel=0.01)
+    assert not math.isnan(rep.energy_score)
+    bert, mm, jax = rep.benchmark("bert"), rep.benchmark("matmul"), rep.benchmark("jaxmlp")
+    assert bert is not None and mm is not None and jax is not None
+    assert bert.failures == [
+        "oom: torch.OutOfMemoryError: CUDA out of memory. Tried to allocate 2.00 GiB"
+    ]
+    assert mm.failures[0].startswith("timeout: ran past max_duration=60s")
+    assert (jax.status, jax.reason, jax.score != jax.score) == ("skipped", "not built yet", True)
+    assert bert.energy is None
+    # every format carries the system block, energy and the causes
+    obj = to_json(rep)
+    assert obj["system"]["accelerators"]["model"] == "NVIDIA H100 80GB HBM3"
+    assert obj["system"]["jobs"]["device"] == {"name": "NVIDIA H100", "count": 1}
+    md = to_markdown(rep)
+    assert "- **accelerator**: 2 × NVIDIA H100 80GB HBM3, 81,559 MiB each" in md
+    assert "- **runtime**: cuda 12.4" in md and "**backend**: docker" in md
+    assert (
+        "bert: failed: oom: torch.OutOfMemoryError" in md and "jaxmlp: skipped: not built yet" in md
+    )
+    assert "convnet: " in md and " kJ; mean/median per device: 0 200/200 W" in md
+    rows = {r["name"]: r for r in csv.DictReader(io.StringIO(to_csv(rep)))}
+    assert rows["convnet"]["power_mean_w"] == "400.0" and rows["bert"]["energy_kj"] == ""
+    assert rows["convnet"]["accelerator"].startswith("2 × NVIDIA H100")
+    page = to_html(rep)
+    assert "NVIDIA H100 80GB HBM3" in page and "convnet: power" in page and "oom:" in page
+    console = Console(record=True, width=90)
+    console.print(report_table(rep, width=90))
+    text = console.export_text()
+    assert "2 × NVIDIA H100" in text and "jaxmlp: skipped: not built yet" in text
+    assert max(len(line) for line in text.splitlines()) <= 90
+
+
+def test_no_power_samples_is_said(tmp_path: Path) -> None:
+    rep = report([make_run(tmp_path).path])
+    assert math.isnan(rep.energy_score)
+    assert "no power samples" in to_markdown(rep) and "no power samples" in to_html(rep)
+    assert to_json(rep)["energy_score"] is None
+
+
+def test_milabench_meta_becomes_the_system_block() -> None:
+    from orchestrator import sysinfo
+
+    system = sysinfo.from_milabench(
+        {
+            "cpu": {"count": 64, "brand": "AMD EPYC 7543"},
+            "os": {"sysname": "Linux", "nodename": "cn-l001", "release": "5.15", "machine": "x86_64"},
+            "accelerators": {"arch": "cuda", "gpus": {"0": {"product": "NVIDIA L40S", "memory": {"used": 1, "total": 46068}}, "1": {"product": "NVIDIA L40S"}}},
+            "pytorch": {"torch": "2.3.1", "cuda": "12.1"},
+        }
+    )  # fmt: skip
+    rows = dict(sysinfo.rows(system))
+    assert rows["accelerator"] == "2 × NVIDIA L40S, 46,068 MiB each"
+    assert rows["runtime"] == "cuda 12.1" and rows["software"] == "torch 2.3.1"
+    assert rows["cpu"] == "AMD EPYC 7543 (64 cores)"
+
+
+def test_compare_keeps_failures_out_of_ratios_and_warns(tmp_path: Path) -> None:
+    base_run = energy_run(tmp_path / "a", "base")
+    other_run = make_run(tmp_path / "b", "other", scale=2.0)
+    base, other = report([base_run.path]), report([other_run.path])
+    cmp = compare(base, [other], metas=[base_run.meta(), other_run.meta()])
+    rows = {r.name: r for r in cmp.rows}
+    assert rows["matmul"].base_state == "failed" and math.isnan(rows["matmul"].ratios[0])
+    assert rows["jaxmlp"].base_state == "not run" and rows["jaxmlp"].states == ["not run"]
+    assert rows["bert"].states == ["missing"]
+    assert rows["convnet"].ratios[0] == pytest.approx(other.benchmark("convnet").perf / 100.0)
+    assert any("vendor differs" not in w and "profile differs" not in w for w in cmp.warnings)
+    assert "other: only 2 of 3 benchmarks ran in both" in cmp.warnings
+    md = comparison_to_markdown(cmp)
+    assert "| matmul | items/s | failed |" in md and "warning: other:" in md
+    assert comparison_to_json(cmp)["warnings"] == cmp.warnings
+
+
+def test_compare_warns_on_device_count(tmp_path: Path) -> None:
+    a, b = energy_run(tmp_path / "a", "a"), energy_run(tmp_path / "b", "b")
+    meta = b.meta()
+    meta["system"]["accelerators"]["count"] = 8
+    meta["suite"]["profile"] = "tiny"
+    (b.path / "meta.json").write_text(json.dumps(meta))
+    cmp = compare(report([a.path]), [report([b.path])], metas=[a.meta(), b.meta()])
+    assert "b: device count differs: 2 vs 8" in cmp.warnings
+    assert "b: profile differs: full vs tiny" in cmp.warnings
+
+
+def test_junit_lists_each_benchmark(tmp_path: Path) -> None:
+    from xml.etree import ElementTree
+
+    rep = report([energy_run(tmp_path).path])
+    root = ElementTree.fromstring(to_junit(rep, ["failure rate 50.00% is above 1%"]))
+    cases = {c.get("name"): c for c in root.iter("testcase")}
+    assert cases["bert"].find("failure") is not None
+    assert cases["jaxmlp"].find("skipped") is not None
+    assert cases["convnet"].find("failure") is None
+    assert cases["verdict"].find("failure").get("message") == "failure rate 50.00% is above 1%"
+
+
+def test_failure_causes() -> None:
+    from orchestrator.report.causes import classify
+
+    def cause(**kw: Any) -> str:
+        return str(classify(JobResult("j", "b", "s", 1.0, True, "b", None, **kw)))
+
+    assert (
+        cause(return_code=-9, status="failed")
+        == "signal: killed by SIGKILL (likely the OOM killer)"
+    )
+    assert (
+        cause(
+            return_code=1,
+            status="failed",
+            log_tail=[
+                "Traceback (most recent call last):",
+                '  File "x"',
+                "ModuleNotFoundError: No module named 'timm'",
+            ],
+        )
+        == "import: ModuleNotFoundError: No module named 'timm'"
+    )
+    assert (
+        cause(return_code=2, status="failed", log_tail=["step 1", "RuntimeError: shapes differ"])
+        == "exit: RuntimeError: shapes differ"
+    )
+    assert cause(return_code=0, status="ok") == "no-rate: exited 0 without a training rate"
+    assert cause(return_code=143, status="cancelled") == "signal: killed by SIGTERM"
+
+
+def test_nodes_from_meta_and_from_kubernetes_node_events(tmp_path: Path) -> None:
+    from orchestrator import sysinfo
+
+    slurm = [
+        {"name": "gpu01", "gpu_product": "H100", "jobs": ["a.0"]},
+        {"name": "gpu02", "jobs": []},
+    ]
+    assert dict(sysinfo.rows({"nodes": slurm}))["nodes"] == "2: gpu01 (H100), gpu02"
+    by_name = {"gpu01": {"gpu_product": "H100"}, "gpu02": "8 GPUs"}
+    assert dict(sysinfo.rows({"nodes": by_name}))["nodes"] == "2: gpu01 (H100), gpu02 (8 GPUs)"
+    run = RunDir.create(tmp_path, {}, run_id="k")
+    rec = run.recorder(job("b", "0", ("0",), PlanKind.NJOBS, 1.0))
+    for rank, name in enumerate(("node-a", "node-b")):
+        node = {"name": name, "kernel": "6.1", "labels": {"x": "y"}}
+        rec.event({"event": "meta", "kind": "node", "rank": rank, "pod": f"p-{rank}", "node": node})
+    rec.event({"event": "rate", "t": 1.0, "value": 5.0, "task": "train"})
+    rec.finish(0, "ok")
+    rep = report([run.path])
+    assert rep.system["nodes"] == ["node-a", "node-b"]
+    assert "- **nodes**: 2: node-a, node-b" in to_markdown(rep)
+
+
+def test_energy_from_host_telemetry_within_the_job(tmp_path: Path) -> None:
+    """A job without its own power samples gets the host sampler's for its devices while it ran."""
+    run = RunDir.create(tmp_path, {}, run_id="h")
+    rec = run.recorder(job("b", "0", ("1",), PlanKind.NJOBS, 1.0))
+    t0 = time.time()
+    rec.event({"event": "rate", "t": t0 + 1, "value": 50.0, "task": "train"})
+    rec.event({"event": "exit", "t": t0 + 20, "return_code": 0, "status": "ok"})
+    rec._close()
+    samples = [
+        (t0 + 5, "1", 100.0),
+        (t0 + 10, "1", 300.0),
+        (t0 + 10, "0", 999.0),  # another device: not this job's
+        (t0 + 99, "1", 999.0),  # after the job
+    ]
+    lines = [
+        {
+            "event": "gpu",
+            "t": t,
+            "source": "host",
+            "devices": {f"GPU-{d}": {"index": d, "power": w}},
+        }
+        for t, d, w in samples
+    ]
+    (run.path / "telemetry").mkdir()
+    (run.path / "telemetry" / "host.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    b = report([run.path]).benchmark("b")
+    assert b is not None and b.energy is not None
+    assert b.energy.mean_w == {"1": 200.0} and b.energy.median_w == {"1": 200.0}
+    assert b.energy.kj == pytest.approx(200.0 * 20 / 1000, rel=0.01)
+    assert b.energy.items_per_joule == pytest.approx(50.0 / 200.0)
+
+
+@pytest.mark.parametrize("separators", [(", ", ": "), (",", ":")])
+def test_milabench_failure_cause_from_its_stdout(
+    tmp_path: Path, separators: tuple[str, str]
+) -> None:
+    events = [
+        {"event": "config", "data": {"name": "b", "tag": ["b", "D0"], "device": "0", "weight": 1}},
+        {"event": "start", "data": {"time": 1.0}},
+        {"event": "line", "data": "Traceback (most recent call last):\n", "pipe": "stderr"},
+        {
+            "event": "line",
+            "data": "ModuleNotFoundError: No module named 'timm'\n",
+            "pipe": "stderr",
+        },
+        {"event": "end", "data": {"time": 2.0, "return_code": 1}},
+    ]
+    folder = tmp_path / "mb"
+    folder.mkdir()
+    (folder / "b.D0.data").write_text(
+        "".join(json.dumps(e, separators=separators) + "\n" for e in events)
+    )
+    b = report([folder]).benchmark("b")
+    assert b is not None and b.failures == ["import: ModuleNotFoundError: No module named 'timm'"]
+
+
+def test_compare_flags_a_partial_benchmark(tmp_path: Path) -> None:
+    base = report([make_run(tmp_path / "a", "base").path])
+    partial = _report(tmp_path / "b")  # matmul: 1 of its 2 jobs failed
+    cmp = compare(base, [partial])
+    row = next(r for r in cmp.rows if r.name == "matmul")
+    assert row.states == ["partial"] and not math.isnan(row.ratios[0])
+    assert re.search(
+        r"\| matmul \| items/s \| [\d.]+ \| [\d.]+ \(partial\) \|", comparison_to_markdown(cmp)
+    )

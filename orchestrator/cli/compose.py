@@ -9,13 +9,15 @@ import typer
 
 from orchestrator.cli.console import err, out
 from orchestrator.cli.options import (
+    VENDORS,
     DevicesOpt,
     ExcludeOpt,
     ImageOpt,
-    ImageRegistryOpt,
     LockOpt,
     PhaseChoice,
     ProfileOpt,
+    RegistryAliasOpt,
+    RegistryOpt,
     SelectOpt,
     SetOpt,
     SuiteOpt,
@@ -24,7 +26,8 @@ from orchestrator.cli.options import (
 
 def render_compose(
     vendor: Annotated[
-        str, typer.Option("--vendor", help="cpu, cuda, rocm, hpu or xpu: the host's accelerators.")
+        str,
+        typer.Option("--vendor", metavar=VENDORS, help="The accelerators of the hosts to run on."),
     ],
     output: Annotated[Path, typer.Option("--output", "-o", help="Compose file to write.")],
     suite: SuiteOpt = "smoke",
@@ -35,7 +38,8 @@ def render_compose(
     devices: DevicesOpt = None,
     image: ImageOpt = None,
     lock: LockOpt = None,
-    image_registry: ImageRegistryOpt = None,
+    registry: RegistryOpt = None,
+    image_registry: RegistryAliasOpt = None,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -58,6 +62,7 @@ def render_compose(
 ) -> None:
     """Write a Compose file with one service per job (profile = benchmark), GPUs exposed per vendor."""
     from pydantic import ValidationError
+    from rich.markup import escape
 
     from orchestrator import compose, config, vendors, workflow
     from orchestrator.backends.base import Phase
@@ -80,7 +85,9 @@ def render_compose(
         select=select or (),
         exclude=exclude or (),
     )
-    refs = image_refs(chosen, vendor, registry=image_registry, lock=lock, explicit=image or ())
+    refs = image_refs(
+        chosen, vendor, registry=registry or image_registry, lock=lock, explicit=image or ()
+    )
     plan = make_plan(
         chosen, vendor=vendor, devices=parse_devices(devices) if devices else (), images=refs
     )
@@ -92,6 +99,13 @@ def render_compose(
             "nothing to render: every benchmark was skipped",
             hint="; ".join(f"{s.bench}: {s.reason}" for s in plan.skipped) or "empty selection",
         )
+    unset = sorted({job.bench for job in plan.jobs if not job.image})
+    if unset:
+        raise ConfigError(
+            f"no image for {', '.join(unset)} (vendor {vendor})",
+            hint="pass --lock images.lock.yaml (from mbctl build + mbctl push), "
+            "--registry HOST/PATH (placeholder tags) or --image BENCH=REF",
+        )
     host = vendors.HostFacts.probe() if vendors.get(vendor).vendor is vendors.Vendor.ROCM else None
     document = compose.render_compose(
         plan, settings, host=host, data=str(data.resolve()) if data else None, phase=run_phase
@@ -99,7 +113,7 @@ def render_compose(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(compose.dump_compose(document))
     for s in plan.skipped:
-        err.print(f"[yellow]skipped[/] {s.bench}: {s.reason}")
+        err.print(f"[yellow]skipped[/] {escape(s.bench)}: {escape(s.reason)}")
     first = next(iter(document["services"].values()))["profiles"][0]
     out.print(
         f"wrote {output} ({len(plan.jobs)} services, vendor {plan.vendor}, suite {plan.suite})"

@@ -195,7 +195,9 @@ def push(
     registry: Annotated[
         str,
         typer.Option(
-            "--registry", envvar="MBCTL_REGISTRY", help="Registry to push to: HOST[:PORT][/PATH]."
+            "--registry",
+            envvar="MBCTL_REGISTRY",
+            help="Registry to push to: HOST, HOST:PORT or HOST:PORT/PATH.",
         ),
     ],
     suite: SuiteOpt = "smoke",

@@ -91,9 +91,9 @@ def show_vendors(fmt: FormatOpt = Format.TABLE) -> None:
     out.print(f"detected: [bold]{found.vendor.value}[/] with {len(found.devices)} device(s)")
     for d in found.devices:
         mem = f", {d.memory_mib} MiB" if d.memory_mib else ""
-        out.print(f"  {d.index}: {d.name}{mem}{', ' + d.uuid if d.uuid else ''}")
+        out.print(f"  {d.index}: {d.name}{mem}{', ' + d.uuid if d.uuid else ''}", markup=False)
     for why in found.reasons:
-        out.print(f"  - {why}")
+        out.print(f"  - {why}", markup=False)
 
 
 def register(app: typer.Typer) -> None:

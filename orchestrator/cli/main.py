@@ -39,7 +39,10 @@ app = typer.Typer(
     name="mbctl",
     help="Benchmark AI accelerators with one container per benchmark, scored like Milabench.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
+    # Plain help: no rich/markdown import for --help (start-up time), and brackets in help
+    # texts (HOST[:PORT]) are text, never markup.
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -29,36 +29,61 @@ class ReportFormat(StrEnum):
 
 SuiteOpt = Annotated[
     str,
-    typer.Option("--suite", "-s", help="Suite name (benchmarks/suites/NAME.yaml) or a YAML file."),
+    typer.Option(
+        "--suite",
+        "-s",
+        metavar="NAME|FILE",
+        help="Suite name (benchmarks/suites/NAME.yaml) or a YAML file.",
+    ),
 ]
+# Choices are shown in the metavar and checked by the library, whose errors name the valid
+# values in one line (click's Choice would print a usage panel instead).
+VENDORS = "[cpu|cuda|rocm|hpu|xpu]"
+BACKENDS = "[auto|local|docker|kubernetes|slurm]"
+PROFILES = "[tiny|full]"
+
 ProfileOpt = Annotated[
     str | None,
     typer.Option(
         "--profile",
         "-p",
-        help="Size profile of the suite: tiny (CPU, seconds) or full (the report's sizes).",
+        metavar=PROFILES,
+        help="Size profile of the suite: tiny (CPU, seconds) or full (the report's sizes). "
+        "Default: tiny on the CPU, full elsewhere.",
+        show_default=False,
     ),
 ]
 VendorOpt = Annotated[
-    str | None, typer.Option("--vendor", help="cpu, cuda, rocm, hpu or xpu (default: detected).")
+    str | None,
+    typer.Option("--vendor", metavar=VENDORS, help="Accelerator vendor (default: detected)."),
 ]
 SelectOpt = Annotated[
     list[str] | None,
-    typer.Option("--select", help="Only these benchmarks or tags (repeatable, comma-separated)."),
+    typer.Option(
+        "--select",
+        metavar="NAME",
+        help="Only these benchmarks or tags (repeatable, comma-separated).",
+    ),
 ]
 ExcludeOpt = Annotated[
-    list[str] | None, typer.Option("--exclude", help="Leave out these benchmarks or tags.")
+    list[str] | None,
+    typer.Option("--exclude", metavar="NAME", help="Leave out these benchmarks or tags."),
 ]
 SetOpt = Annotated[
     list[str] | None,
     typer.Option(
-        "--set", help="Override a setting: BENCH.KEY[.SUB]=VALUE ('*' for every benchmark)."
+        "--set",
+        metavar="BENCH.KEY=VALUE",
+        help="Override a setting: BENCH.KEY[.SUB]=VALUE ('*' for every benchmark).",
     ),
 ]
 DevicesOpt = Annotated[
     str | None,
     typer.Option(
-        "--devices", help="Device count (8) or indices (0,2) to plan for (default: detected)."
+        "--devices",
+        metavar="N|I,J",
+        help="Device count (8) or indices (0,2) to plan for (default: detected); "
+        "checked against the detected devices.",
     ),
 ]
 BackendOpt = Annotated[
@@ -66,18 +91,24 @@ BackendOpt = Annotated[
     typer.Option(
         "--backend",
         "-b",
-        help="auto (docker if an engine answers, else local), local, docker, kubernetes, slurm.",
+        metavar=BACKENDS,
+        help="auto: docker if an engine answers and has the images, else local.",
     ),
 ]
-ResultsOpt = Annotated[Path, typer.Option("--results", help="Folder that receives run folders.")]
+ResultsOpt = Annotated[
+    Path, typer.Option("--results", metavar="DIR", help="Folder that receives run folders.")
+]
 DataOpt = Annotated[
     Path | None,
-    typer.Option("--data", help="Dataset cache (default: $MBCTL_DATA or ~/.cache/mbctl/data)."),
+    typer.Option(
+        "--data", metavar="DIR", help="Dataset cache (default: $MBCTL_DATA or ~/.cache/mbctl/data)."
+    ),
 ]
 PythonOpt = Annotated[
     str | None,
     typer.Option(
         "--python",
+        metavar="PYTHON",
         help="Interpreter with the frameworks, for the local backend (and Slurm runtime none).",
     ),
 ]
@@ -116,17 +147,35 @@ KeepOpt = Annotated[
 LockOpt = Annotated[
     Path | None,
     typer.Option(
-        "--lock", help="Run exactly the images of this lock (digests checked); from `mbctl push`."
+        "--lock",
+        metavar="FILE",
+        help="Run exactly the images of this lock (digests checked); from `mbctl push`.",
     ),
 ]
 ImageOpt = Annotated[
     list[str] | None,
-    typer.Option("--image", help="Image of one benchmark: BENCH=REF (repeatable)."),
+    typer.Option(
+        "--image", metavar="BENCH=REF", help="Image of one benchmark: BENCH=REF (repeatable)."
+    ),
 ]
+#: ``--registry`` is the one name of the registry option in every command (build, push, render).
+RegistryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--registry",
+        metavar="HOST[/PATH]",
+        help="Use REGISTRY/mbctl/<benchmark>:<vendor> (placeholders).",
+    ),
+]
+#: The registry option's old name in the render commands, accepted but no longer shown.
+RegistryAliasOpt = Annotated[str | None, typer.Option("--image-registry", hidden=True)]
 ImageRegistryOpt = Annotated[
     str | None,
     typer.Option(
-        "--image-registry", help="Use REGISTRY/mbctl/<benchmark>:<vendor> (placeholders)."
+        "--registry",
+        "--image-registry",
+        metavar="HOST[/PATH]",
+        help="Use REGISTRY/mbctl/<benchmark>:<vendor> (placeholders).",
     ),
 ]
 NodesOpt = Annotated[

@@ -4,6 +4,8 @@ set -euo pipefail
 want=(docker.io docker-registry docker-compose debootstrap apache2-utils)
 # the Slurm backend's tests: a one-node cluster (slurm-up.sh) and Podman as a container runtime
 want+=(slurm-wlm munge podman catatonit)
+# headless chromium renders the HTML report in tests/test_report_html.py
+want+=(chromium)
 missing=()
 for pkg in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -130,7 +130,8 @@ def test_cli_without_images_says_how_to_get_them(tmp_path: Path) -> None:
         app, ["render", "compose", "--vendor", "cpu", "--output", str(tmp_path / "c.yml")]
     )
     assert result.exit_code == 2
-    assert "has no image for vendor cpu" in result.output and "--lock" in result.output
+    assert "error: no image for convnet, fp32, jax-mlp (vendor cpu)" in result.output
+    assert "--lock" in result.output and "--registry" in result.output
 
 
 def test_cli_rejects_a_bad_user(tmp_path: Path) -> None:
