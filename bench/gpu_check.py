@@ -113,6 +113,7 @@ def run_one(opts: argparse.Namespace, item: Item, limit: float) -> Path | None:
         stdout=subprocess.DEVNULL,
     )
     made = sorted(set(opts.results.iterdir()) - before) if opts.results.exists() else []
+    made = [p for p in made if not p.is_symlink()]  # runs/latest points at the newest run
     return made[-1] if made else None
 
 

@@ -192,7 +192,7 @@ def test_mbctl_run_nodes_2_runs_a_two_node_benchmark_and_meta_names_the_nodes(
          "--kubeconfig", str(kubeconfig), "--results", str(tmp_path / "runs")],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
-    (run,) = (tmp_path / "runs").iterdir()
+    (run,) = [p for p in (tmp_path / "runs").iterdir() if p.name != "latest"]
     meta = json.loads((run / "meta.json").read_text())
     assert sorted(meta["nodes"]) == ["gpu-node-a", "gpu-node-b"]
     node = meta["nodes"]["gpu-node-a"]

@@ -121,7 +121,7 @@ def test_every_subcommand_help_runs() -> None:
 
 def test_options_show_their_choices() -> None:
     out = runner.invoke(app, ["run", "--help"], env={"COLUMNS": "200"}).stdout
-    assert "[cpu|cuda|rocm|hpu|xpu]" in out and "[auto|local|docker|kubernetes]" in out
+    assert "[cpu|cuda|rocm|hpu|xpu]" in out and "[auto|local|docker|kubernetes|slurm]" in out
     assert "[tiny|full]" in out and "<list[str]>" not in out
 
 

@@ -142,7 +142,7 @@ def test_dry_run_trusts_nodes_and_plans_nodes_benchmarks_across_them() -> None:
         ],
     )
     assert result.exit_code == 0, result.output
-    plan = json.loads(result.output)
+    plan = json.loads(result.stdout)
     assert plan["nodes"] == 2
     nodes_jobs = {j["bench"]: j["nodes"] for j in plan["jobs"] if j["bench"].endswith("-nodes")}
     assert nodes_jobs == {"llm-lora-ddp-nodes": 2, "llm-full-mp-nodes": 2, "diffusion-nodes": 2}

@@ -16,8 +16,6 @@ from pathlib import Path
 from typing import Literal
 
 import pytest
-from conftest import docker_available
-from readme_commands import ROOT, Command, extract
 from typer.testing import CliRunner
 
 from orchestrator import config, images
@@ -25,6 +23,8 @@ from orchestrator.cli.main import app
 from orchestrator.plan import Job, PlanKind
 from orchestrator.results import RunDir
 from orchestrator.vendors import Vendor
+from tests.conftest import docker_available
+from tests.unit.readme_commands import ROOT, Command, extract
 
 
 @dataclass(frozen=True)
