@@ -253,7 +253,8 @@ def train(args: argparse.Namespace) -> None:
     device, world = benchkit.init_distributed(args.device)
     torch.manual_seed(args.seed)
     student = Dino(args).to(device)
-    teacher = copy.deepcopy(student).requires_grad_(False)
+    # DINOv2's teacher is built without stochastic depth: eval mode skips it.
+    teacher = copy.deepcopy(student).requires_grad_(False).eval()
     online = student
     if world > 1:
         student = nn.parallel.DistributedDataParallel(student)
