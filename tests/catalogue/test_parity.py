@@ -19,13 +19,6 @@ from orchestrator import config
 #: Scored (weight > 0) entries of `standard` whose bench.yaml does not declare parity yet. Each
 #: helper aligning a benchmark adds its `parity` block and removes the name here; the list must
 #: end empty (the lead removes it at merge when it is).
-NOT_YET_ALIGNED = frozenset(
-    {
-        # nodes helper
-        "llm-lora-single",
-        "diffusion-gpus",
-    }
-)
 PARITY_KEYS = {"milabench", "argv", "options", "deviation"}
 ROW_KEYS = {"milabench", "ours", "value", "why"}
 #: Milabench's plan → ours (config.PlanSpec kind and n).
@@ -67,12 +60,11 @@ def test_reference_is_milabench_v1_with_the_report_main_suite() -> None:
     )
 
 
-def test_scored_entries_without_parity_are_exactly_the_allow_list() -> None:
+def test_every_scored_entry_declares_parity() -> None:
     declared = parity.declared()
     scored = [b for b in _suite("standard").benchmarks if b.weight > 0]
     missing = {b.name for b in scored if b.name not in declared or declared[b.name].parity is None}
-    assert missing - NOT_YET_ALIGNED == set(), "scored without a parity block"
-    assert NOT_YET_ALIGNED - missing == set(), "aligned now: remove from NOT_YET_ALIGNED"
+    assert missing == set(), "scored without a parity block"
 
 
 def _check_row(
