@@ -16,6 +16,12 @@ MAX_WARNING_MESSAGES: Final = 20
 _TAG: Final = '{"mbctl"'
 _VOIR: Final = '{"event"'
 _TAGGED_RE: Final = re.compile(r'\{\s*"(mbctl|event)"\s*:')
+#: voir's smuggled data (voir.smuggle): ESC [ + UTF-8 hex written with 0-9:;<=>? + z.
+_SMUGGLE_START: Final = "\x1b["
+_SMUGGLED_RE: Final = re.compile(r"\x1b\[([0-9:;<=>?]*)z")
+_UNHEX: Final = str.maketrans(":;<=>?", "abcdef")
+#: An ESC [ still open at the end of a line (the line was cut): it may end in the next one.
+_OPEN_CODE_RE: Final = re.compile(r"\x1b(\[[0-9:;<=>?]*)?$")
 
 # The decoder's own scanner skips json.loads' per-call checks, a third of a rate line's cost;
 # typeshed does not declare the attribute that JSONDecoder.__init__ sets.
@@ -159,7 +165,59 @@ class MetricsParser:
         self.lines = 0
         self.events = 0
         self.warnings = 0
+        #: rate events refused for a non-finite, negative or non-numeric value (also warnings)
+        self.rejected_rates = 0
         self.messages: list[str] = []
+        self._smuggled = ""  # decoded voir data not yet ended by a newline
+        self._open_code = ""  # a smuggling sequence cut at the end of the previous line
+
+    def parse(self, line: str) -> tuple[list[Event], str | None]:
+        """Every event carried by one line of output, and the text of it to keep in the job's
+        log (None when nothing is left): plain protocol lines, protocol lines after
+        carriage-return noise (a progress bar on the same terminal line), and data that
+        voir smuggles as escape sequences anywhere in the output."""
+        if _SMUGGLE_START not in line and "\x1b" not in line[-1:] and not self._open_code:
+            event = self.feed(line)
+            return ([event], None) if event is not None else ([], line)
+        events: list[Event] = []
+        rest = self._unsmuggle(line, events)
+        if rest.strip():
+            event = self.feed(rest)
+            if event is not None:
+                return [*events, event], None
+            return events, rest
+        return events, None
+
+    def _unsmuggle(self, line: str, events: list[Event]) -> str:
+        """Decode voir's sequences of ``line`` into ``events``; return the line without them."""
+        line, self._open_code = self._open_code + line, ""
+        cut = _OPEN_CODE_RE.search(line)
+        if cut is not None:
+            line, self._open_code = line[: cut.start()], line[cut.start() :]
+            if len(self._open_code) > self._max_line_length:
+                self._open_code = ""
+                self._warn("smuggled sequence longer than the line limit: dropped")
+        parts: list[str] = []
+        last = 0
+        for match in _SMUGGLED_RE.finditer(line):
+            parts.append(line[last : match.start()])
+            last = match.end()
+            try:
+                self._smuggled += bytes.fromhex(match[1].translate(_UNHEX)).decode("utf-8")
+            except ValueError:
+                self._warn("smuggled sequence is not hex-encoded UTF-8")
+                continue
+            *complete, self._smuggled = self._smuggled.split("\n")
+            for data in complete:
+                self.lines -= 1  # feed counts lines of output; these are inside one
+                event = self.feed(data)
+                if event is not None:
+                    events.append(event)
+            if len(self._smuggled) > self._max_line_length:
+                self._smuggled = ""
+                self._warn(f"smuggled line longer than {self._max_line_length} characters")
+        parts.append(line[last:])
+        return "".join(parts)
 
     def feed(self, line: str) -> Event | None:
         """Parse one line of output (trailing newline allowed)."""
@@ -170,11 +228,14 @@ class MetricsParser:
             if line.startswith(_VOIR):
                 return self._voir(line)
             stripped = line.lstrip()
-            if stripped[:1] != "{":
-                return None
-            match = _TAGGED_RE.match(stripped)
+            match = _TAGGED_RE.match(stripped) if stripped[:1] == "{" else None
             if match is None:
-                return None
+                # a progress bar redrawn with \r on a shared terminal line glues onto what
+                # follows it: the protocol line starts after the noise
+                stripped = _after_noise(line)
+                match = _TAGGED_RE.match(stripped)
+                if match is None:
+                    return None
             return self._native(stripped) if match[1] == "mbctl" else self._voir(stripped)
         except Exception as exc:  # the parser must survive any input; report, never raise
             self._warn(f"unexpected {type(exc).__name__} while parsing")
@@ -216,6 +277,8 @@ class MetricsParser:
             return None
         error = check(ev)
         if error is not None:
+            if name == "rate":
+                self.rejected_rates += 1
             self._warn(error)
             return None
         t = ev.get("t")
@@ -290,6 +353,7 @@ class MetricsParser:
             value = data["rate"]
             units = data.get("units", "")
             if not _is_finite(value) or value < 0 or type(units) is not str:
+                self.rejected_rates += 1
                 self._warn("voir rate must be a finite number >= 0 with string units")
                 return None
             return {"event": "rate", "t": t, "value": value, "units": units, "task": task}
@@ -316,6 +380,16 @@ class MetricsParser:
                 return None
             return {"event": "progress", "t": t, "step": progress[0], "total": progress[1]}
         return {"event": "meta", "t": t, "kind": "data", "data": data}
+
+
+def _after_noise(line: str) -> str:
+    """The tagged object after the last carriage return of ``line`` (JSON text holds none),
+    or "" when there is no carriage return or no tag after it."""
+    cr = line.rfind("\r")
+    if cr < 0:
+        return ""
+    match = _TAGGED_RE.search(line, cr + 1)
+    return line[match.start() :] if match is not None else ""
 
 
 def _short(value: object, limit: int = 60) -> str:

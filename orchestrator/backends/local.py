@@ -1,9 +1,15 @@
-"""The local backend: each job is a subprocess (own process group) of this Python or a chosen one."""
+"""The local backend: each job is a subprocess (own process group) of this Python or a chosen one.
+
+Containment: a job's processes share its process group, and the group is killed when the
+job ends, times out or is cancelled, so no grandchild outlives it (one that leaves the
+group with setsid() is the exception a container backend does not have).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import shutil
 import signal
 import subprocess
@@ -11,7 +17,16 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from orchestrator.backends.base import Exit, Handle, Phase, RunContext, Status, split_lines
+from orchestrator.backends.base import (
+    Exit,
+    Handle,
+    LineSplitter,
+    Phase,
+    RunContext,
+    Status,
+    StderrLine,
+)
+from orchestrator.config import definition_folder
 from orchestrator.errors import BackendUnavailable, ConfigError
 from orchestrator.plan import Job
 
@@ -52,7 +67,7 @@ class LocalBackend:
         self.python = str(Path(found).absolute())
 
     def submit(self, job: Job, ctx: RunContext) -> Handle:
-        folder = ctx.benchmarks_root / job.definition
+        folder = definition_folder(ctx.benchmarks_root, job.definition)
         script = script_for(folder, ctx.phase)
         if script is None:
             raise ConfigError(
@@ -73,19 +88,36 @@ class LocalBackend:
             cwd=folder,
             env=env,
             stdin=subprocess.DEVNULL,
+            # apart: a progress bar on stderr must not glue onto the metrics lines of stdout
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE,
             # own process group: cancel reaches the workers a benchmark forks (DataLoader, DDP)
             start_new_session=True,
         )
         return Handle(job=job, native=proc)
 
     def stream(self, handle: Handle) -> Iterator[str]:
+        """stdout lines as they come, stderr lines as StderrLine, until both pipes close."""
         proc: subprocess.Popen[bytes] = handle.native
-        assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-        yield from split_lines(iter(lambda: os.read(fd, 1 << 16), b""))
+        assert proc.stdout is not None and proc.stderr is not None
+        splitters = {proc.stdout.fileno(): LineSplitter(), proc.stderr.fileno(): LineSplitter()}
+        err = proc.stderr.fileno()
+        with selectors.DefaultSelector() as selector:
+            for fd in splitters:
+                selector.register(fd, selectors.EVENT_READ)
+            while selector.get_map():
+                for key, _ in selector.select():
+                    fd = int(key.fd)
+                    chunk = os.read(fd, 1 << 16)
+                    if chunk:
+                        lines = splitters[fd].feed(chunk)
+                    else:
+                        selector.unregister(fd)
+                        lines = splitters[fd].close()
+                    for line in lines:
+                        yield StderrLine(line) if fd == err else line
         proc.stdout.close()
+        proc.stderr.close()
 
     def wait(self, handle: Handle, timeout: float | None) -> Exit | None:
         proc: subprocess.Popen[bytes] = handle.native
@@ -93,6 +125,8 @@ class LocalBackend:
             code = proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
+        # the job is over when its main process is: what it left running in its group goes too
+        _kill_group(proc.pid)
         if code == 0:
             return Exit(0, Status.OK)
         if code < 0:
@@ -111,20 +145,24 @@ class LocalBackend:
         return Exit(code, Status.FAILED, f"exited with code {code}")
 
     def cancel(self, handle: Handle) -> None:
+        """SIGTERM to the job's group, SIGKILL after GRACE seconds (at once with ``hurry`` set
+        in ``handle.extra``, after a second Ctrl-C). The group is killed whatever happens,
+        an interrupt during the grace included: a TERM-ignoring process never survives."""
         proc: subprocess.Popen[bytes] = handle.native
         handle.extra["cancelled"] = True
-        if proc.poll() is not None:
-            # the leader is gone; workers it forked may still hold the group
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            return
-        for sig, grace in ((signal.SIGTERM, GRACE), (signal.SIGKILL, None)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                proc.wait(timeout=grace)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        try:
+            if proc.poll() is None and not handle.extra.get("hurry"):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=GRACE)
+        finally:
+            # the leader may be gone while workers it forked still hold the group
+            _kill_group(proc.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=GRACE)
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
