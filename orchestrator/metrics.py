@@ -12,6 +12,9 @@ from typing import Any, Final, TypeGuard
 PROTOCOL_VERSION: Final = 1
 MAX_LINE_LENGTH: Final = 1 << 20
 MAX_WARNING_MESSAGES: Final = 20
+#: Largest rate accepted: a petaflop machine reports 1e15 FLOP/s; sums of a few 1e308 overflow
+#: to inf, which no score can hold.
+MAX_RATE: Final = 1e18
 
 _TAG: Final = '{"mbctl"'
 _VOIR: Final = '{"event"'
@@ -62,8 +65,8 @@ def _check_start(ev: Event) -> str | None:
 
 def _check_rate(ev: Event) -> str | None:
     value = ev.get("value")
-    if not _is_finite(value) or value < 0:
-        return "rate.value must be a finite number >= 0"
+    if not _is_finite(value) or not 0 <= value <= MAX_RATE:
+        return f"rate.value must be a finite number in [0, {MAX_RATE:g}]"
     if type(ev.get("units")) is not str:
         return "rate.units must be a string"
     if ev.get("task") not in _TASKS:
@@ -352,9 +355,11 @@ class MetricsParser:
         if "rate" in data:
             value = data["rate"]
             units = data.get("units", "")
-            if not _is_finite(value) or value < 0 or type(units) is not str:
+            if not _is_finite(value) or not 0 <= value <= MAX_RATE or type(units) is not str:
                 self.rejected_rates += 1
-                self._warn("voir rate must be a finite number >= 0 with string units")
+                self._warn(
+                    f"voir rate must be a finite number in [0, {MAX_RATE:g}] with string units"
+                )
                 return None
             return {"event": "rate", "t": t, "value": value, "units": units, "task": task}
         if "loss" in data:
