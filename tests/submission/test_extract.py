@@ -170,7 +170,7 @@ def test_manifest_problems(tmp_path: Path, box: Path) -> None:
 
 
 def test_size_cap(tmp_path: Path, box: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(submission, "MAX_BYTES", 100)
+    monkeypatch.setattr(submission.extraction, "MAX_BYTES", 100)
     bundle = tar_gz(tmp_path / "big.tar.gz", [manifest(), member("r/big", b"0" * 200)])
     refused(bundle, box, "more than a bundle ever holds")
 
