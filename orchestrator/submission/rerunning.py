@@ -8,14 +8,22 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from orchestrator import report
-from orchestrator.errors import OrchestratorError, ResultsError, UsageError
+from orchestrator.errors import BackendUnavailable, OrchestratorError, ResultsError, UsageError
 from orchestrator.results import RunDir
-from orchestrator.submission.bundle import DEFAULT_TOLERANCE, _suite_meta, _words
+from orchestrator.submission.bundle import (
+    DEFAULT_TOLERANCE,
+    VerificationFailed,
+    _suite_meta,
+    _words,
+)
 from orchestrator.submission.extraction import Bundle
+from orchestrator.submission.verification import _check_manifest, _check_signature
 
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from orchestrator.images import Lock
+    from orchestrator.plan import Plan
     from orchestrator.runner import Outcome, Progress
 
 
@@ -54,6 +62,45 @@ def _within(ratio: float, tolerance: float) -> bool:
     return math.isfinite(ratio) and abs(ratio - 1) <= tolerance
 
 
+def trust(
+    bundle: Bundle,
+    *,
+    allowed_signers: Path | None,
+    identity: str | None,
+    insecure: bool,
+) -> list[str]:
+    """Refuse (VerificationFailed) a bundle whose files are not the ones its manifest pins,
+    or, unless ``insecure``, whose manifest lacks a valid signature of ``identity`` from
+    ``allowed_signers``; the notes to show."""
+    manifest = _check_manifest(bundle)
+    if manifest.status == "FAIL":
+        raise VerificationFailed(f"refusing to re-run {bundle.source}: {manifest.reason}")
+    if insecure:
+        return ["--insecure: the bundle's signature was not checked"]
+    if allowed_signers is None or identity is None:
+        raise UsageError(
+            "rerun runs what a bundle names: pass --allowed-signers FILE and --identity SIGNER",
+            hint="or --insecure for a bundle you made yourself",
+        )
+    signature = _check_signature(bundle, allowed_signers, identity)
+    if signature.status != "PASS":
+        raise VerificationFailed(f"refusing to re-run {bundle.source}: {signature.reason}")
+    return [f"signature: {signature.reason}"]
+
+
+def _check_locked(plan: Plan, lock: Lock, source: Path) -> None:
+    """Every job starts the image its lock pins, by digest: never a local build or a tag."""
+    for job in plan.jobs:
+        entry = lock.entry(job.definition, job.vendor)
+        if entry is None or job.image != entry.ref:
+            pinned = entry.ref if entry is not None else "no image"
+            raise ResultsError(
+                f"refusing to re-run {source}: {job.id} would start {job.image or 'no image'}, "
+                f"the bundled lock pins {pinned} for {job.definition} ({job.vendor})",
+                hint="a re-run starts the bundle's locked images only",
+            )
+
+
 def rerun(
     bundle: Bundle,
     *,
@@ -62,18 +109,31 @@ def rerun(
     tolerance: float = DEFAULT_TOLERANCE,
     devices: str | None = None,
     data_dir: Path | None = None,
-    python: str | None = None,
+    allowed_signers: Path | None = None,
+    identity: str | None = None,
+    insecure: bool = False,
     progress: Progress | None = None,
 ) -> Rerun:
     """Run the bundle's suite again with its settings (vendor, devices, profile, selection,
     overrides) on its locked images, and compare each benchmark's ``perf`` with the bundle's:
-    within when ``|rerun / submitted − 1| ≤ tolerance``. A container backend takes each job's
-    image from the bundled lock (``workflow.prepare`` pins them by digest); the local backend
-    runs this machine's code instead, and says so in the notes."""
-    from orchestrator import workflow
+    within when ``|rerun / submitted − 1| ≤ tolerance``.
+
+    A bundle is untrusted input: it must be signed by ``identity`` of ``allowed_signers``
+    (unless ``insecure``), and every job starts the image its bundled lock pins by digest on a
+    container backend; anything else (no engine, an image missing from the lock, the local
+    backend) is refused before a job starts.
+    """
+    from orchestrator import images, workflow
 
     if tolerance < 0:
         raise UsageError(f"--tolerance {tolerance}: must be ≥ 0 (0.1 = ±10 %)")
+    if backend == "local":
+        raise UsageError(
+            "rerun starts a bundle's locked images: the local backend runs this machine's code",
+            hint="use --backend docker (or kubernetes)",
+        )
+    trusted = trust(bundle, allowed_signers=allowed_signers, identity=identity, insecure=insecure)
+    lock = images.read_lock(bundle.lock_file)
     meta = RunDir.open(bundle.run_dir).meta()
     info = _suite_meta(meta)
     plan = meta.get("plan")
@@ -90,20 +150,22 @@ def rerun(
         devices=devices if devices is not None else (",".join(planned) or None),
         results=Path(results),
         data_dir=data_dir,
-        python=python,
         lock=bundle.lock_file,
     )
     prepared = workflow.prepare(req)
+    if prepared.backend_name == "local":
+        raise BackendUnavailable(
+            f"refusing to re-run {bundle.source} with the local backend: "
+            + "; ".join(prepared.notes),
+            hint="a re-run starts the bundle's locked images: start the Docker engine",
+        )
+    _check_locked(prepared.plan, lock, bundle.source)
     if prepared.suite.config_hash() != info.get("config_hash"):
         raise ResultsError(
             f"{bundle.source}: its suite file does not give the settings it was run with",
             hint="`mbctl verify` the bundle",
         )
-    notes = list(prepared.notes)
-    if prepared.backend_name == "local":
-        notes.append(
-            "local backend: this machine's code and frameworks ran, not the bundle's images"
-        )
+    notes = [*trusted, *prepared.notes]
     submitted_jobs = plan.get("jobs") if isinstance(plan, dict) else None
     jobs = sorted(job.id for job in prepared.plan.jobs)
     if jobs != sorted(str(j.get("id")) for j in submitted_jobs or () if isinstance(j, dict)):
