@@ -20,8 +20,9 @@ MAX_BENCHMARKS: Final = 1_000
 MAX_JOBS: Final = 10_000
 #: Devices of one plan (``--devices``): the largest nodes hold 16 accelerators.
 MAX_DEVICES: Final = 1_024
-#: Bytes of one file read from a bundle or archive before it is parsed as JSON or YAML.
-MAX_MEMBER_BYTES: Final = 256 * 2**20
+#: Bytes of one file read from a bundle or archive before it is parsed: a job's events file of
+#: a long run is a few MB, and 64 MB of JSON lines already take ~500 MB as Python objects.
+MAX_MEMBER_BYTES: Final = 64 * 2**20
 #: Bytes of small metadata files of a bundle (manifest, meta.json, images.json, lock, suite).
 MAX_METADATA_BYTES: Final = 16 * 2**20
 #: Uncompressed ÷ compressed size of one archive member: real JSON lines compress ~10-30×.

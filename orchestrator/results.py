@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Final
 
+from orchestrator.archives import bounded_lines
 from orchestrator.errors import ResultsError
 
 if TYPE_CHECKING:
@@ -145,7 +146,7 @@ def read_events(path: Path) -> list[dict[str, Any]]:
     """All events of one job's ``.jsonl`` file, tolerating a run killed mid-write."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            return list(iter_jsonl(f))
+            return list(iter_jsonl(bounded_lines(f)))
     except OSError as exc:
         raise ResultsError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
