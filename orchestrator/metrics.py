@@ -212,8 +212,7 @@ class MetricsParser:
                 continue
             *complete, self._smuggled = self._smuggled.split("\n")
             for data in complete:
-                self.lines -= 1  # feed counts lines of output; these are inside one
-                event = self.feed(data)
+                event = self._smuggled_line(data)
                 if event is not None:
                     events.append(event)
             if len(self._smuggled) > self._max_line_length:
@@ -243,6 +242,28 @@ class MetricsParser:
         except Exception as exc:  # the parser must survive any input; report, never raise
             self._warn(f"unexpected {type(exc).__name__} while parsing")
             return None
+
+    def _smuggled_line(self, data: str) -> Event | None:
+        """One decoded line: a whole voir event (voir's overseer writes those), or a bare data
+        object (benchmate's ``setupvoir`` prints ``{"task", "rate", ...}`` and leaves the
+        wrapping to Milabench's runner, as mbctl does here)."""
+        self.lines -= 1  # feed counts lines of output; this one is inside one
+        if _TAGGED_RE.match(data.lstrip()):
+            return self.feed(data)
+        self.lines += 1
+        try:
+            obj = self._load(data.strip())
+        except (ValueError, RecursionError):
+            self._warn("smuggled line is not JSON")
+            return None
+        if type(obj) is not dict:
+            self._warn("smuggled line is not a JSON object")
+            return None
+        when = obj.get("time", obj.get("t"))
+        ev = self._voir_data(obj, float(when) if _is_finite(when) else self._clock())
+        if ev is not None:
+            self.events += 1
+        return ev
 
     def _warn(self, message: str) -> None:
         self.warnings += 1

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from orchestrator.archives import bounded_lines
-from orchestrator.errors import ResultsError
+from orchestrator.errors import ConfigError, ResultsError
 
 if TYPE_CHECKING:
     from orchestrator.plan import Job
@@ -81,6 +81,23 @@ def job_status(
     if nan_loss:
         return "failed", "loss became NaN"
     return "ok", None
+
+
+def data_folder(path: Path) -> Path:
+    """``--data``, created if missing; ConfigError (one line) if it cannot be a folder here."""
+    path = Path(path).resolve()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise ConfigError(
+            f"--data {path}: is a file, not a folder", hint="pass the dataset cache folder"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"--data {path}: cannot create it ({disk_problem(exc)})",
+            hint="pass a folder this user may write",
+        ) from None
+    return path
 
 
 def new_run_id(suite_name: str, *, now: datetime | None = None) -> str:

@@ -14,7 +14,7 @@ from orchestrator import config, sysinfo, vendors
 from orchestrator.backends.base import Backend, Phase, RunContext, backend_class
 from orchestrator.errors import BackendUnavailable, ConfigError, ImageError
 from orchestrator.plan import Plan, make_plan, parse_devices
-from orchestrator.results import RunDir, new_run_id
+from orchestrator.results import RunDir, data_folder, new_run_id
 from orchestrator.runner import Outcome, Progress, execute
 from orchestrator.vendors import Detection, Vendor
 
@@ -205,8 +205,7 @@ def run(
 ) -> RunResult:
     """Execute a prepared plan into a new run folder (or the ``--resume`` one)."""
     backend = make_backend(prepared.backend_name, req)
-    data_dir = (req.data_dir or default_data_dir()).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = data_folder(req.data_dir or default_data_dir())
     plan = prepared.plan
     if req.resume is not None:
         rundir = RunDir.open(req.resume)

@@ -108,3 +108,19 @@ def test_read_only_results_folder_is_one_line_error(filler: Path, tmp_path: Path
     assert len(errors) == 1 and "error: cannot create run directory" in errors[0]
     assert errors[0].endswith("Read-only file system")
     assert "Traceback" not in proc.stderr
+
+
+def test_data_that_is_a_file_is_one_line_error(filler: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from orchestrator.cli.main import app
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    args = ["run", "--suite", "disk", "--vendor", "cpu", "--backend", "local"]
+    result = CliRunner().invoke(
+        app, [*args, "--data", str(afile), "--results", str(tmp_path / "r")]
+    )
+    assert result.exit_code == 2, result.output
+    assert f"error: --data {afile}: is a file, not a folder" in result.output
+    assert not (tmp_path / "r").exists()

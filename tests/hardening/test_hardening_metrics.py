@@ -75,6 +75,32 @@ def test_voir_smuggled_stream_scores_like_plain_json_lines(max_line: int) -> Non
         assert logged[0] == "progress ordinary output 1" and logged[-1] == "done"
 
 
+def test_benchmate_setupvoir_bare_data_lines() -> None:
+    """benchmate's setupvoir prints bare data objects through a SmuggleWriter (two writes per
+    print: the text, then the newline), with ``t`` as their time."""
+    out = io.StringIO()
+    writer = smuggle.SmuggleWriter(out)
+    print("loading model", file=out)
+    for i in range(3):
+        print(
+            json.dumps({"task": "train", "rate": 2.5 * i, "units": "Tflops", "t": 5.0 + i}),
+            file=writer,
+        )
+    print(
+        json.dumps({"task": "main", "gpudata": {"0": {"memory": [1, 2], "load": 0.1}}}), file=writer
+    )
+    print(json.dumps(["not", "an", "object"]), file=writer)
+    parser = MetricsParser(clock=lambda: 0.0)
+    events, logged = events_of(parser, list(split_lines([out.getvalue().encode()])))
+    assert [(e["event"], e.get("value"), e["t"]) for e in events] == [
+        ("rate", 0.0, 5.0),
+        ("rate", 2.5, 6.0),
+        ("rate", 5.0, 7.0),
+        ("gpu", None, 0.0),
+    ]
+    assert logged == ["loading model"] and parser.warnings == 1
+
+
 def test_protocol_lines_after_carriage_return_noise() -> None:
     parser = MetricsParser(clock=lambda: 0.0)
     rate = json.dumps(
