@@ -516,7 +516,9 @@ class DockerBackend:
         errors = _errors()
         container = handle.native
         try:
-            container.stop(timeout=STOP_GRACE)
+            # after a second Ctrl-C (``hurry``) there is no grace: kill below at once
+            if not handle.extra.get("hurry"):
+                container.stop(timeout=STOP_GRACE)
         except errors.NotFound:
             return
         except (errors.APIError, requests.exceptions.RequestException):
