@@ -9,8 +9,6 @@ re-exports what the CLI and tests use.
 from __future__ import annotations
 
 from orchestrator.submission.bundle import (
-    DEFAULT_MIN_MEASURES,
-    DEFAULT_TOLERANCE,
     FORMAT,
     IMAGES,
     LOCK,
@@ -31,8 +29,16 @@ from orchestrator.submission.bundle import (
     write_archive,
 )
 from orchestrator.submission.extraction import Bundle, default_workdir, extract
-from orchestrator.submission.rerunning import Rerun, RerunRow, rerun, rerun_table, rerun_to_json
+from orchestrator.submission.rerunning import (
+    DEFAULT_TOLERANCE,
+    Rerun,
+    RerunRow,
+    rerun,
+    rerun_table,
+    rerun_to_json,
+)
 from orchestrator.submission.verification import (
+    DEFAULT_MIN_MEASURES,
     Check,
     Verification,
     checks_table,

@@ -47,17 +47,9 @@ RUN: Final = "run"
 SUITE: Final = "suite"
 LOCK: Final = "images.lock.yaml"
 IMAGES: Final = "images.json"
-#: Training rates each job needs when neither the suite nor the command says: the Milabench
-#: report (§3.1) has every benchmark gather 30 to 60 measurements.
-DEFAULT_MIN_MEASURES: Final = 30
-#: ``rerun``'s default: on a dedicated accelerator node, runs of one image agree within a few %.
-DEFAULT_TOLERANCE: Final = 0.10
-#: A recomputed score is "equal" to the submitted one up to float rounding, nothing more.
-SCORE_RTOL: Final = 1e-9
 
 _ROOT_RE: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*")
 _RUN_FILE_SUFFIXES: Final = (".jsonl", ".log")
-_VERIFY_TIMEOUT: Final = 60
 
 
 class VerificationFailed(OrchestratorError):
