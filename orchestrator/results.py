@@ -362,8 +362,11 @@ class JobRecorder:
         status: str,
         reason: str | None = None,
         image: dict[str, Any] | None = None,
+        *,
+        counts: dict[str, int] | None = None,
     ) -> None:
-        """Write the ``exit`` event, sync it to disk and close the files."""
+        """Write the ``exit`` event, sync it to disk and close the files. ``counts`` (malformed
+        protocol lines, refused rates...) are added to it when not zero."""
         if status not in EXIT_STATUSES:
             raise ValueError(f"exit status {status!r} is not one of {sorted(EXIT_STATUSES)}")
         ev = {
@@ -373,6 +376,7 @@ class JobRecorder:
             "status": status,
             "reason": reason,
             "image": image,
+            **{k: v for k, v in (counts or {}).items() if v},
         }
         text = json.dumps(ev, default=str) + "\n"
         with self._lock:

@@ -216,7 +216,13 @@ class _Supervisor:
             nan_loss=self.saw_nan,
             measuring=self.ctx.phase is Phase.RUN,
         )
-        self.recorder.finish(result.return_code, status, reason, result.image)
+        self.recorder.finish(
+            result.return_code,
+            status,
+            reason,
+            result.image,
+            counts={"warnings": self.state.warnings, "rejected_rates": self.state.rejected_rates},
+        )
         self.state.finished = time.monotonic()
         self.state.status = status
         self.state.reason = reason

@@ -175,6 +175,7 @@ SCRIPTS = {
     # a tqdm-style bar on stderr, redrawn with \r, while the metrics go to stdout
     "bar": """
         import json, sys, time
+        print('{"mbctl": 1, "event": "rate", "value": 1e308, "units": "items/s", "task": "train"}')
         for i in range(8):
             sys.stderr.write(f"\\r{i * 12}%|{'#' * i}")
             sys.stderr.flush()
@@ -231,8 +232,9 @@ def test_real_jobs_keep_every_rate_and_agree_on_status(bench_root: Path, tmp_pat
     run = result.run
     bar = read_events(run.events_path("bar.0"))
     assert [e["value"] for e in bar if e["event"] == "rate"] == [50.0] * 8
+    assert (bar[-1]["rejected_rates"], bar[-1]["warnings"]) == (1, 1)
     assert "84%|#######" in run.stderr_path("bar.0").read_text()
-    assert not run.log_path("bar.0").read_text()
+    assert '"value": 1e308' in run.log_path("bar.0").read_text()  # kept as output, not scored
     voir = read_events(run.events_path("voir.0"))
     assert [e["value"] for e in voir if e["event"] == "rate"] == [20.0] * 6
     assert run.log_path("voir.0").read_text().splitlines() == [f"step {i}" for i in range(6)]
