@@ -473,7 +473,8 @@ class DockerBackend:
                 if container.status in ("exited", "dead"):
                     break
                 if deadline is None:
-                    container.wait()
+                    # polled, not a blocking wait: every call keeps its REQUEST_TIMEOUT
+                    time.sleep(POLL)
                     continue
                 left = deadline - time.monotonic()
                 if left <= 0:

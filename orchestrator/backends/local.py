@@ -14,6 +14,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -121,12 +122,12 @@ class LocalBackend:
 
     def wait(self, handle: Handle, timeout: float | None) -> Exit | None:
         proc: subprocess.Popen[bytes] = handle.native
-        try:
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        if proc.returncode is None and not _exited(proc.pid, timeout):
             return None
-        # the job is over when its main process is: what it left running in its group goes too
+        # the job is over when its main process is: what it left running in its group goes
+        # too, killed while the unreaped leader still holds the group's id (no reuse possible)
         _kill_group(proc.pid)
+        code = proc.wait()
         if code == 0:
             return Exit(0, Status.OK)
         if code < 0:
@@ -151,16 +152,34 @@ class LocalBackend:
         proc: subprocess.Popen[bytes] = handle.native
         handle.extra["cancelled"] = True
         try:
-            if proc.poll() is None and not handle.extra.get("hurry"):
+            running = proc.returncode is None and not _exited(proc.pid, 0)
+            if running and not handle.extra.get("hurry"):
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGTERM)
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=GRACE)
+                _exited(proc.pid, GRACE)  # left unreaped: the group's id stays ours below
         finally:
             # the leader may be gone while workers it forked still hold the group
             _kill_group(proc.pid)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(timeout=GRACE)
+
+
+def _exited(pid: int, timeout: float | None) -> bool:
+    """Whether child ``pid`` exited within ``timeout`` seconds, leaving it unreaped."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            flags = os.WEXITED | os.WNOWAIT | (0 if deadline is None else os.WNOHANG)
+            if os.waitid(os.P_PID, pid, flags) is not None:
+                return True
+        except ChildProcessError:  # reaped already (by Popen.wait in cancel)
+            return True
+        if deadline is None:
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(0.02, left))
 
 
 def _kill_group(pgid: int) -> None:
