@@ -426,6 +426,7 @@ def apply_overrides(benches: dict[str, _RawBench], overrides: Iterable[str]) -> 
                 f"--set {item!r}: expected BENCH.KEY[.SUBKEY]=VALUE, e.g. resnet50.argv.batch_size=64"
             )
         try:
+            safeyaml.check(text, f"--set {key.strip()}")
             value = yaml.safe_load(text)
         except yaml.YAMLError:
             value = text
