@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Final
 
+from orchestrator import limits
 from orchestrator.archives import bounded_lines
 from orchestrator.errors import ConfigError, ResultsError
 
@@ -227,7 +228,14 @@ class RunDir:
     def meta(self) -> dict[str, Any]:
         meta_path = self.path / META_FILE
         try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+            with open(meta_path, "rb") as f:
+                raw = f.read(limits.MAX_METADATA_BYTES + 1)
+            if len(raw) > limits.MAX_METADATA_BYTES:
+                raise ResultsError(
+                    f"{meta_path}: larger than {limits.MAX_METADATA_BYTES} bytes "
+                    "(limits.MAX_METADATA_BYTES)"
+                )
+            meta = json.loads(raw.decode("utf-8", errors="replace"))
         except FileNotFoundError:
             raise ResultsError(f"not a run directory: {self.path} (no {META_FILE})") from None
         except OSError as exc:

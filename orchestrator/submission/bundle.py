@@ -33,7 +33,7 @@ from typing import Any, Final, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from orchestrator import __version__, config, report
+from orchestrator import __version__, config, report, safeyaml
 from orchestrator.errors import ConfigError, OrchestratorError, ResultsError
 from orchestrator.results import META_FILE, SUMMARY_FILE, RunDir, read_events
 from orchestrator.telemetry import TELEMETRY_FILE
@@ -179,9 +179,11 @@ def _suite_files(suite_file: Path) -> dict[str, Path]:
         if name in found:
             continue
         found[name] = path
+        text = safeyaml.read_text(path)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            safeyaml.check(text, path)
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
             raise ConfigError(f"cannot read suite file {path}: {exc}") from None
         includes = data.get("include") if isinstance(data, dict) else None
         if isinstance(includes, str):
