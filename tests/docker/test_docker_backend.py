@@ -33,6 +33,7 @@ from orchestrator.backends.docker import (
     invoking_user,
     leftovers,
     network_name,
+    remove_networks,
 )
 from orchestrator.cli.main import app
 from orchestrator.plan import Job, Plan, PlanKind
@@ -84,7 +85,11 @@ class Run:
         self, backend: DockerBackend, *jobs: Job, progress: Progress | None = None
     ) -> Outcome:
         plan = Plan(suite="docker-test", vendor="cpu", devices=(), nodes=1, jobs=jobs)
-        return execute(plan, backend, self.dir, self.ctx, progress=progress)
+        try:
+            return execute(plan, backend, self.dir, self.ctx, progress=progress)
+        finally:
+            # workflow.run's clean-up, less the containers: each test checks those itself
+            remove_networks(self.client, self.ctx.run_id)
 
     def containers(self) -> list[Any]:
         return list(
