@@ -50,6 +50,8 @@ _SAME = frozenset(
         "network_mode",
         "mem_limit",
         "memswap_limit",
+        "cap_drop",
+        "pids_limit",
     }
 )
 _RENAMED = {"ipc_mode": "ipc"}
@@ -85,6 +87,8 @@ def compose_service(spec: Mapping[str, Any]) -> dict[str, Any]:
             service[_RENAMED[key]] = _escape(value)
         elif key == "volumes":
             service["volumes"] = [f"{host}:{m['bind']}:{m['mode']}" for host, m in value.items()]
+        elif key == "nano_cpus":
+            service["cpus"] = value / 1e9
         elif key == "ulimits":
             service["ulimits"] = {u["name"]: {"soft": u["soft"], "hard": u["hard"]} for u in value}
         elif key == "device_requests":

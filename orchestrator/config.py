@@ -9,7 +9,7 @@ import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import (
@@ -24,14 +24,20 @@ from pydantic import (
     model_validator,
 )
 
+from orchestrator import limits, safeyaml
 from orchestrator.errors import ConfigError
 from orchestrator.plan import PlanKind
+from orchestrator.resources import Resources
 from orchestrator.vendors import Vendor
 
 Scalar = str | int | float | bool | None
 ArgValue = Scalar | list[str | int | float]
 
 BENCH_KEYS_NOT_INHERITED = frozenset({"inherits"})
+#: A definition is a relative folder under the benchmarks root: no absolute path, no ``..``.
+DEFINITION_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(/[A-Za-z0-9_][A-Za-z0-9_.-]*)*$"
+#: What a process environment accepts as a variable name.
+ENV_NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 #: Keys a profile may not change: they decide identity and scoring, not size.
 PROFILE_FORBIDDEN = frozenset(
     {"name", "definition", "weight", "enabled", "status", "inherits", "profiles"}
@@ -46,7 +52,7 @@ class PlanSpec(_Model):
     """How a benchmark maps onto devices: ``per_gpu``, ``{njobs: N}`` or ``{nodes: N}``."""
 
     kind: PlanKind
-    n: PositiveInt = 1
+    n: Annotated[int, Field(gt=0, le=limits.MAX_JOBS)] = 1
 
     @model_validator(mode="before")
     @classmethod
@@ -79,21 +85,27 @@ class Benchmark(_Model):
     """One benchmark of a suite, after defaults and inheritance were merged in."""
 
     name: str
-    definition: str = Field(description="folder under benchmarks/")
+    definition: str = Field(
+        description="folder under benchmarks/",
+        pattern=DEFINITION_PATTERN,
+    )
     description: str = ""
     argv: dict[str, ArgValue] | list[str] = Field(default_factory=dict)
     weight: NonNegativeFloat = 1.0
     tags: tuple[str, ...] = ()
     unit: str = "items/s"
     plan: PlanSpec = PlanSpec(kind=PlanKind.PER_GPU)
-    max_duration: PositiveFloat = 600.0
-    env: dict[str, str] = Field(default_factory=dict)
+    max_duration: Annotated[float, Field(gt=0, allow_inf_nan=False)] = 600.0
+    env: dict[Annotated[str, Field(pattern=ENV_NAME_PATTERN)], str] = Field(default_factory=dict)
     vendors: tuple[Vendor, ...] | None = Field(default=None, description="None: every vendor")
     requires: Requires = Requires()
     enabled: bool = True
     status: Literal["ready", "planned"] = Field(
         default="ready",
         description="planned: not built yet; planned as skipped and scored 0, never dropped",
+    )
+    resources: Resources | None = Field(
+        default=None, description="memory, pids and CPU limits of each job's container or pod"
     )
 
     @field_validator("env", mode="before")
@@ -145,7 +157,12 @@ class Suite(_Model):
 
     def config_hash(self) -> str:
         """Stable hash of the resolved suite: two runs with the same hash ran the same settings."""
-        canon = json.dumps(self.model_dump(mode="json", exclude={"source"}), sort_keys=True)
+        data = self.model_dump(mode="json", exclude={"source"})
+        for bench in data["benchmarks"]:
+            # hashes recorded before resources existed stay valid for suites that set none
+            if bench.get("resources") is None:
+                bench.pop("resources", None)
+        canon = json.dumps(data, sort_keys=True)
         return "sha256:" + hashlib.sha256(canon.encode()).hexdigest()
 
     def scoring_table(self) -> list[dict[str, Any]]:
@@ -200,6 +217,13 @@ class _UniqueKeyLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: set[Any] = set()
     for key_node, _ in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            raise yaml.constructor.ConstructorError(
+                None,
+                None,
+                "a mapping key must be a plain value, not a list or mapping",
+                key_node.start_mark,
+            )
         key = loader.construct_object(key_node)
         if key in seen:
             raise yaml.constructor.ConstructorError(
@@ -216,14 +240,10 @@ _UniqueKeyLoader.add_constructor(
 
 
 def _read_yaml(path: Path) -> tuple[Any, _Source]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    text = safeyaml.read_text(path)
     source = _Source(path)
     try:
+        safeyaml.check(text, path)
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.MarkedYAMLError as exc:
@@ -300,6 +320,14 @@ def _collect(
         includes = []
     for i, inc in enumerate(includes):
         inc_path = (path.parent / str(inc)).resolve()
+        # a suite (and a bundle's) may include its neighbours, never files elsewhere
+        if not inc_path.is_relative_to(stack[0].parent):
+            problems.add(
+                source,
+                ("include", str(i)),
+                f"{inc} lies outside {stack[0].parent}: includes stay beside the suite file",
+            )
+            continue
         if inc_path in stack:
             problems.add(source, ("include", str(i)), f"include cycle through {inc_path}")
             continue
@@ -334,6 +362,11 @@ def _collect(
     def resolve(name: str, seen: tuple[str, ...]) -> _RawBench | None:
         body = own[name]
         parent_name = body.get("inherits")
+        if parent_name is not None and not isinstance(parent_name, str):
+            problems.add(
+                source, ("benchmarks", name, "inherits"), "must be the name of one benchmark"
+            )
+            return None
         base_data: dict[str, Any] = copy.deepcopy(defaults)
         origin: dict[str, tuple[_Source, tuple[str, ...]]] = {
             k: (source, ("defaults", k)) for k in defaults
@@ -375,6 +408,13 @@ def _collect(
         merged.setdefault("definition", name)
         return _RawBench(name, merged, origin)
 
+    if len(own) + len(benches) > limits.MAX_BENCHMARKS:
+        problems.add(
+            source,
+            ("benchmarks",),
+            f"more than {limits.MAX_BENCHMARKS} benchmarks (limits.MAX_BENCHMARKS)",
+        )
+        return data, source, {}
     for name in own:
         resolved = resolve(name, (name,))
         if resolved is not None:
@@ -392,6 +432,7 @@ def apply_overrides(benches: dict[str, _RawBench], overrides: Iterable[str]) -> 
                 f"--set {item!r}: expected BENCH.KEY[.SUBKEY]=VALUE, e.g. resnet50.argv.batch_size=64"
             )
         try:
+            safeyaml.check(text, f"--set {key.strip()}")
             value = yaml.safe_load(text)
         except yaml.YAMLError:
             value = text
@@ -502,11 +543,22 @@ def load_suite(path: Path, *, overrides: Iterable[str] = (), profile: str | None
     )
 
 
+_PATTERN_MESSAGES = {
+    DEFINITION_PATTERN: "must be a relative folder under benchmarks/ (no absolute path, no '..')",
+    ENV_NAME_PATTERN: "an environment variable name is letters, digits and _",
+}
+
+
 def _message(err: Mapping[str, Any]) -> str:
     if err["type"] == "extra_forbidden":
         return "unknown key"
     if err["type"] == "missing":
         return "missing required key"
+    pattern = (err.get("ctx") or {}).get("pattern")
+    if pattern in _PATTERN_MESSAGES:
+        return f"{_PATTERN_MESSAGES[pattern]}, not {err.get('input')!r}"
+    if err["type"] == "less_than_equal" and err["loc"][:2] == ("plan", "n"):
+        return f"at most {limits.MAX_JOBS} jobs (limits.MAX_JOBS)"
     return str(err["msg"]).removeprefix("Value error, ")
 
 
@@ -549,6 +601,20 @@ def benchmarks_root() -> Path:
     if (here / "suites").is_dir():
         return here.resolve()
     return (Path(__file__).resolve().parent.parent / "benchmarks").resolve()
+
+
+def definition_folder(root: Path, definition: str) -> Path:
+    """The folder of ``definition`` under ``root``; ConfigError if it resolves elsewhere
+    (``..``, an absolute path, or a symbolic link leading out): suites are data, and a
+    bundle's suite must not name code outside the benchmarks this machine trusts."""
+    base = Path(root).resolve()
+    folder = (base / definition).resolve()
+    if not folder.is_relative_to(base) or folder == base:
+        raise ConfigError(
+            f"definition {definition!r} resolves to {folder}, outside the benchmarks root {base}",
+            hint="a definition names a folder under benchmarks/",
+        )
+    return folder
 
 
 def suite_path(name_or_file: str) -> Path:

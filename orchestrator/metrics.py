@@ -12,10 +12,19 @@ from typing import Any, Final, TypeGuard
 PROTOCOL_VERSION: Final = 1
 MAX_LINE_LENGTH: Final = 1 << 20
 MAX_WARNING_MESSAGES: Final = 20
+#: Largest rate accepted: a petaflop machine reports 1e15 FLOP/s; sums of a few 1e308 overflow
+#: to inf, which no score can hold.
+MAX_RATE: Final = 1e18
 
 _TAG: Final = '{"mbctl"'
 _VOIR: Final = '{"event"'
 _TAGGED_RE: Final = re.compile(r'\{\s*"(mbctl|event)"\s*:')
+#: voir's smuggled data (voir.smuggle): ESC [ + UTF-8 hex written with 0-9:;<=>? + z.
+_SMUGGLE_START: Final = "\x1b["
+_SMUGGLED_RE: Final = re.compile(r"\x1b\[([0-9:;<=>?]*)z")
+_UNHEX: Final = str.maketrans(":;<=>?", "abcdef")
+#: An ESC [ still open at the end of a line (the line was cut): it may end in the next one.
+_OPEN_CODE_RE: Final = re.compile(r"\x1b(\[[0-9:;<=>?]*)?$")
 
 # The decoder's own scanner skips json.loads' per-call checks, a third of a rate line's cost;
 # typeshed does not declare the attribute that JSONDecoder.__init__ sets.
@@ -56,8 +65,8 @@ def _check_start(ev: Event) -> str | None:
 
 def _check_rate(ev: Event) -> str | None:
     value = ev.get("value")
-    if not _is_finite(value) or value < 0:
-        return "rate.value must be a finite number >= 0"
+    if not _is_finite(value) or not 0 <= value <= MAX_RATE:
+        return f"rate.value must be a finite number in [0, {MAX_RATE:g}]"
     if type(ev.get("units")) is not str:
         return "rate.units must be a string"
     if ev.get("task") not in _TASKS:
@@ -159,7 +168,58 @@ class MetricsParser:
         self.lines = 0
         self.events = 0
         self.warnings = 0
+        #: rate events refused for a non-finite, negative or non-numeric value (also warnings)
+        self.rejected_rates = 0
         self.messages: list[str] = []
+        self._smuggled = ""  # decoded voir data not yet ended by a newline
+        self._open_code = ""  # a smuggling sequence cut at the end of the previous line
+
+    def parse(self, line: str) -> tuple[list[Event], str | None]:
+        """Every event carried by one line of output, and the text of it to keep in the job's
+        log (None when nothing is left): plain protocol lines, protocol lines after
+        carriage-return noise (a progress bar on the same terminal line), and data that
+        voir smuggles as escape sequences anywhere in the output."""
+        if _SMUGGLE_START not in line and "\x1b" not in line[-1:] and not self._open_code:
+            event = self.feed(line)
+            return ([event], None) if event is not None else ([], line)
+        events: list[Event] = []
+        rest = self._unsmuggle(line, events)
+        if rest.strip():
+            event = self.feed(rest)
+            if event is not None:
+                return [*events, event], None
+            return events, rest
+        return events, None
+
+    def _unsmuggle(self, line: str, events: list[Event]) -> str:
+        """Decode voir's sequences of ``line`` into ``events``; return the line without them."""
+        line, self._open_code = self._open_code + line, ""
+        cut = _OPEN_CODE_RE.search(line)
+        if cut is not None:
+            line, self._open_code = line[: cut.start()], line[cut.start() :]
+            if len(self._open_code) > self._max_line_length:
+                self._open_code = ""
+                self._warn("smuggled sequence longer than the line limit: dropped")
+        parts: list[str] = []
+        last = 0
+        for match in _SMUGGLED_RE.finditer(line):
+            parts.append(line[last : match.start()])
+            last = match.end()
+            try:
+                self._smuggled += bytes.fromhex(match[1].translate(_UNHEX)).decode("utf-8")
+            except ValueError:
+                self._warn("smuggled sequence is not hex-encoded UTF-8")
+                continue
+            *complete, self._smuggled = self._smuggled.split("\n")
+            for data in complete:
+                event = self._smuggled_line(data)
+                if event is not None:
+                    events.append(event)
+            if len(self._smuggled) > self._max_line_length:
+                self._smuggled = ""
+                self._warn(f"smuggled line longer than {self._max_line_length} characters")
+        parts.append(line[last:])
+        return "".join(parts)
 
     def feed(self, line: str) -> Event | None:
         """Parse one line of output (trailing newline allowed)."""
@@ -170,15 +230,40 @@ class MetricsParser:
             if line.startswith(_VOIR):
                 return self._voir(line)
             stripped = line.lstrip()
-            if stripped[:1] != "{":
-                return None
-            match = _TAGGED_RE.match(stripped)
+            match = _TAGGED_RE.match(stripped) if stripped[:1] == "{" else None
             if match is None:
-                return None
+                # a progress bar redrawn with \r on a shared terminal line glues onto what
+                # follows it: the protocol line starts after the noise
+                stripped = _after_noise(line)
+                match = _TAGGED_RE.match(stripped)
+                if match is None:
+                    return None
             return self._native(stripped) if match[1] == "mbctl" else self._voir(stripped)
         except Exception as exc:  # the parser must survive any input; report, never raise
             self._warn(f"unexpected {type(exc).__name__} while parsing")
             return None
+
+    def _smuggled_line(self, data: str) -> Event | None:
+        """One decoded line: a whole voir event (voir's overseer writes those), or a bare data
+        object (benchmate's ``setupvoir`` prints ``{"task", "rate", ...}`` and leaves the
+        wrapping to Milabench's runner, as mbctl does here)."""
+        self.lines -= 1  # feed counts lines of output; this one is inside one
+        if _TAGGED_RE.match(data.lstrip()):
+            return self.feed(data)
+        self.lines += 1
+        try:
+            obj = self._load(data.strip())
+        except (ValueError, RecursionError):
+            self._warn("smuggled line is not JSON")
+            return None
+        if type(obj) is not dict:
+            self._warn("smuggled line is not a JSON object")
+            return None
+        when = obj.get("time", obj.get("t"))
+        ev = self._voir_data(obj, float(when) if _is_finite(when) else self._clock())
+        if ev is not None:
+            self.events += 1
+        return ev
 
     def _warn(self, message: str) -> None:
         self.warnings += 1
@@ -216,6 +301,8 @@ class MetricsParser:
             return None
         error = check(ev)
         if error is not None:
+            if name == "rate":
+                self.rejected_rates += 1
             self._warn(error)
             return None
         t = ev.get("t")
@@ -289,8 +376,11 @@ class MetricsParser:
         if "rate" in data:
             value = data["rate"]
             units = data.get("units", "")
-            if not _is_finite(value) or value < 0 or type(units) is not str:
-                self._warn("voir rate must be a finite number >= 0 with string units")
+            if not _is_finite(value) or not 0 <= value <= MAX_RATE or type(units) is not str:
+                self.rejected_rates += 1
+                self._warn(
+                    f"voir rate must be a finite number in [0, {MAX_RATE:g}] with string units"
+                )
                 return None
             return {"event": "rate", "t": t, "value": value, "units": units, "task": task}
         if "loss" in data:
@@ -316,6 +406,16 @@ class MetricsParser:
                 return None
             return {"event": "progress", "t": t, "step": progress[0], "total": progress[1]}
         return {"event": "meta", "t": t, "kind": "data", "data": data}
+
+
+def _after_noise(line: str) -> str:
+    """The tagged object after the last carriage return of ``line`` (JSON text holds none),
+    or "" when there is no carriage return or no tag after it."""
+    cr = line.rfind("\r")
+    if cr < 0:
+        return ""
+    match = _TAGGED_RE.search(line, cr + 1)
+    return line[match.start() :] if match is not None else ""
 
 
 def _short(value: object, limit: int = 60) -> str:

@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from orchestrator import vendors
+from orchestrator import limits, vendors
 from orchestrator.errors import ConfigError
+from orchestrator.resources import Resources
 from orchestrator.vendors import Device, Vendor
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ class Job(BaseModel):
     unit: str = "items/s"
     tags: tuple[str, ...] = ()
     image: str | None = None
+    resources: Resources | None = Field(default=None, description="the benchmark's resources:")
 
     @property
     def device(self) -> str | None:
@@ -50,7 +52,10 @@ class Job(BaseModel):
         return self.devices[0] if self.plan is PlanKind.PER_GPU and self.devices else None
 
     def describe(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        # a job without resources records what it did before the field existed
+        return self.model_dump(
+            mode="json", exclude={"resources"} if self.resources is None else None
+        )
 
 
 class Skipped(BaseModel):
@@ -169,6 +174,7 @@ def make_plan(
             "unit": bench.unit,
             "tags": bench.tags,
             "image": (images or {}).get(bench.name),
+            "resources": bench.resources,
         }
         placements: list[tuple[str, tuple[str, ...], int]]
         match bench.plan.kind:
@@ -178,6 +184,11 @@ def make_plan(
                 placements = [(str(i), indices, 1) for i in range(bench.plan.n)]
             case PlanKind.NODES:
                 placements = [(f"N{bench.plan.n}", indices, bench.plan.n)]
+        if len(jobs) + len(placements) > limits.MAX_JOBS:
+            raise ConfigError(
+                f"suite {suite.name}: more than {limits.MAX_JOBS} jobs at {bench.name} (limits.MAX_JOBS)",
+                hint="lower plan.njobs or --devices",
+            )
         threads = {}
         if cpus is not None:
             threads = {"OMP_NUM_THREADS": str(omp_threads(bench, vendor, devices, cpus))}
@@ -208,10 +219,15 @@ def parse_devices(text: str) -> tuple[Device, ...]:
     words = [w.strip() for w in text.split(",") if w.strip()]
     if not words or not all(w.isdigit() for w in words):
         raise ConfigError(f"--devices {text!r}: expected a count (8) or device indices (0,1,3)")
+    count = int(words[0]) if len(words) == 1 and "," not in text else len(words)
+    if count > limits.MAX_DEVICES:
+        raise ConfigError(
+            f"--devices {text[:40]!r}: {count} devices, more than {limits.MAX_DEVICES} (limits.MAX_DEVICES)"
+        )
     if len(words) == 1 and "," not in text:
-        if int(words[0]) == 0:
+        if count == 0:
             raise ConfigError(f"--devices {text!r}: plan for at least one device")
-        return tuple(Device(index=str(i), name="planned") for i in range(int(words[0])))
+        return tuple(Device(index=str(i), name="planned") for i in range(count))
     indices = [str(int(w)) for w in words]
     repeated = sorted({i for i in indices if indices.count(i) > 1}, key=int)
     if repeated:

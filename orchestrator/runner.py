@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from orchestrator.backends.base import Backend, Exit, Handle, Phase, RunContext, Status
+from orchestrator.backends.base import Backend, Exit, Handle, Phase, RunContext, Status, StderrLine
 from orchestrator.errors import OrchestratorError
 from orchestrator.metrics import MetricsParser
 from orchestrator.plan import Job, Plan
-from orchestrator.results import RunDir
+from orchestrator.results import RunDir, job_status
 
 #: How often the supervising loop checks deadlines and interrupts, in seconds.
 TICK = 0.2
@@ -34,6 +34,7 @@ class JobState:
     status: str = "pending"
     reason: str | None = None
     warnings: int = 0
+    rejected_rates: int = 0
 
     @property
     def elapsed(self) -> float:
@@ -102,6 +103,7 @@ class _Supervisor:
         self.recorder = run.recorder(state.job)
         self.versions: dict[str, str] = {}
         self.saw_nan = False
+        self.early_stop = False
 
     def start(self) -> None:
         job = self.state.job
@@ -116,15 +118,24 @@ class _Supervisor:
     def _pump(self) -> None:
         assert self.handle is not None
         parser = MetricsParser()
+        recorder = self.recorder
         for line in self.backend.stream(self.handle):
-            event = parser.feed(line)
-            if event is None:
-                self.recorder.log(line)
+            if isinstance(line, StderrLine):
+                recorder.stderr(line)
                 continue
-            self.recorder.event(event)
-            self._observe(event)
-            self.state.warnings = parser.warnings
+            events, rest = parser.parse(line)
+            if rest is not None:
+                recorder.log(rest)
+            for event in events:
+                recorder.event(event)
+                self._observe(event)
+            if events:
+                self.state.warnings = parser.warnings
+                self.state.rejected_rates = parser.rejected_rates
+            if recorder.fault is not None:
+                self.wake.set()  # the supervisor stops a job whose results cannot be written
         self.state.warnings = parser.warnings
+        self.state.rejected_rates = parser.rejected_rates
         # end of output almost always means the job exited: let the supervisor look now
         self.wake.set()
 
@@ -136,6 +147,8 @@ class _Supervisor:
             self.state.units = event.get("units")
         elif kind == "progress":
             self.state.target = event.get("total")
+        elif kind == "end" and event.get("status") == "early_stop":
+            self.early_stop = True
         elif (
             kind == "loss" and isinstance(event.get("value"), float) and math.isnan(event["value"])
         ):
@@ -154,6 +167,15 @@ class _Supervisor:
         done = self.backend.wait(self.handle, timeout=0 if reading else TICK)
         if done is not None:
             return done
+        if self.recorder.fault is not None:
+            self.backend.cancel(self.handle)
+            final = self.backend.wait(self.handle, timeout=None)
+            return Exit(
+                final.return_code if final else None,
+                Status.FAILED,
+                self.recorder.fault,
+                final.image if final else None,
+            )
         if not self._running():
             return None
         if self.state.elapsed > self.state.job.max_duration:
@@ -199,27 +221,48 @@ class _Supervisor:
     def finish(self, result: Exit) -> None:
         if self.reader is not None:
             self.reader.join(timeout=10)
-        # a prepare job only produces data; the rate and NaN rules are about measurements
-        measuring = self.ctx.phase is Phase.RUN
-        if measuring and result.status is Status.OK and self.state.measures == 0:
-            result = Exit(
-                result.return_code,
-                Status.FAILED,
-                "exited 0 without reporting any training rate",
-                result.image,
-                result.nodes,
-            )
-        elif measuring and result.status is Status.OK and self.saw_nan:
-            result = Exit(
-                result.return_code, Status.FAILED, "loss became NaN", result.image, result.nodes
-            )
+        reason = result.reason
+        if self.recorder.fault is not None and result.status in (Status.OK, Status.FAILED):
+            reason = self.recorder.fault
+            result = Exit(result.return_code, Status.FAILED, reason, result.image, result.nodes)
+        # one rule, shared with the reports: a prepare job only has to exit 0
+        status, reason = job_status(
+            result.status.value,
+            result.return_code,
+            reason,
+            early_stop=self.early_stop,
+            train_rates=self.state.measures,
+            nan_loss=self.saw_nan,
+            measuring=self.ctx.phase is Phase.RUN,
+        )
         self.recorder.finish(
-            result.return_code, result.status.value, result.reason, result.image, nodes=result.nodes
+            result.return_code,
+            status,
+            reason,
+            result.image,
+            counts={"warnings": self.state.warnings, "rejected_rates": self.state.rejected_rates},
+            nodes=result.nodes,
         )
         self.state.finished = time.monotonic()
-        self.state.status = result.status.value
-        self.state.reason = result.reason
+        self.state.status = status
+        self.state.reason = reason
         self.progress.update(self.state)
+
+
+def _stop_all(running: list[_Supervisor]) -> None:
+    """Cancel every running job; each further Ctrl-C drops the grace period of those left
+    (the backends kill what they started whatever happens, so nothing outlives mbctl)."""
+    left = list(running)
+    while left:
+        try:
+            while left:
+                if not left[0].recorder.finished:
+                    left[0].finish(left[0].cancel())
+                left.pop(0)
+        except KeyboardInterrupt:
+            for sup in left:
+                if sup.handle is not None:
+                    sup.handle.extra["hurry"] = True
 
 
 def execute(
@@ -268,8 +311,7 @@ def execute(
                     wake.wait(TICK)
                     wake.clear()
         except KeyboardInterrupt:
-            for sup in running:
-                sup.finish(sup.cancel())
+            _stop_all(running)
             for job in jobs:
                 if states[job.id].status == "pending":
                     states[job.id].status = Status.CANCELLED.value

@@ -14,7 +14,7 @@ from orchestrator import config, sysinfo, vendors
 from orchestrator.backends.base import Backend, Phase, RunContext, backend_class
 from orchestrator.errors import BackendUnavailable, ConfigError, ImageError
 from orchestrator.plan import Plan, make_plan, parse_devices
-from orchestrator.results import RunDir, new_run_id, read_events
+from orchestrator.results import RunDir, data_folder, new_run_id, read_events
 from orchestrator.runner import Outcome, Progress, execute
 from orchestrator.vendors import Detection, Vendor
 
@@ -302,8 +302,7 @@ def run(
     names the new folder (default: a fresh ``new_run_id``), so a live view can show it."""
     backend = make_backend(prepared.backend_name, req, vendor=prepared.target.vendor.value)
     prepared = fit_nodes(req, prepared, backend, phase)
-    data_dir = (req.data_dir or default_data_dir()).resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = data_folder(req.data_dir or default_data_dir())
     plan = prepared.plan
     if req.resume is not None:
         rundir = RunDir.open(req.resume)

@@ -105,7 +105,7 @@ def test_failed_atomic_write_keeps_the_old_file(
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", broken)
-    with pytest.raises(OSError):
+    with pytest.raises(ResultsError, match="cannot write"):
         atomic_write_text(target, "new")
     assert json.loads(target.read_text()) == {"v": 1}
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]

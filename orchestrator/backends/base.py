@@ -34,6 +34,15 @@ class Status(StrEnum):
     QUEUED = "queued"
 
 
+class StderrLine(str):
+    """A line a job wrote to standard error: logged apart, never parsed as metrics.
+
+    Backends that can tell the streams apart (local) yield these; the others yield plain
+    strings for both, and the metrics parser copes with the mixture."""
+
+    __slots__ = ()
+
+
 @dataclass(frozen=True)
 class RunContext:
     """What every job of one run shares: ids, folders, the phase."""
@@ -113,10 +122,16 @@ def backend_class(name: str) -> type[Any]:
     return cls
 
 
-def split_lines(chunks: Iterable[bytes], max_line: int = MAX_LINE) -> Iterator[str]:
-    """Turn raw output chunks into text lines; a line over ``max_line`` bytes is cut there."""
-    pending = bytearray()
-    for chunk in chunks:
+class LineSplitter:
+    """Raw output chunks in, text lines out, one stream at a time; a line over ``max_line``
+    bytes is cut there."""
+
+    def __init__(self, max_line: int = MAX_LINE) -> None:
+        self.max_line = max_line
+        self.pending = bytearray()
+
+    def feed(self, chunk: bytes) -> Iterator[str]:
+        pending = self.pending
         pending += chunk
         start = 0
         while True:
@@ -126,11 +141,22 @@ def split_lines(chunks: Iterable[bytes], max_line: int = MAX_LINE) -> Iterator[s
             yield _decode(pending[start:end])
             start = end + 1
         del pending[:start]
-        while len(pending) > max_line:
-            yield _decode(pending[:max_line])
-            del pending[:max_line]
-    if pending:
-        yield _decode(pending)
+        while len(pending) > self.max_line:
+            yield _decode(pending[: self.max_line])
+            del pending[: self.max_line]
+
+    def close(self) -> Iterator[str]:
+        if self.pending:
+            yield _decode(self.pending)
+            self.pending.clear()
+
+
+def split_lines(chunks: Iterable[bytes], max_line: int = MAX_LINE) -> Iterator[str]:
+    """Turn raw output chunks into text lines; a line over ``max_line`` bytes is cut there."""
+    splitter = LineSplitter(max_line)
+    for chunk in chunks:
+        yield from splitter.feed(chunk)
+    yield from splitter.close()
 
 
 def _decode(raw: bytes | bytearray) -> str:

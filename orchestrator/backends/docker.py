@@ -35,6 +35,7 @@ from orchestrator.backends.base import (
 from orchestrator.backends.local import job_environment, node_environment
 from orchestrator.errors import BackendUnavailable, ConfigError, ImageError, OrchestratorError
 from orchestrator.plan import Job
+from orchestrator.resources import Resources
 from orchestrator.vendors import HostFacts
 
 LABEL_RUN = "mbctl.run"
@@ -47,10 +48,12 @@ RESULTS_MOUNT = "/results"
 #: The benchmark images' ENTRYPOINT runs main.py from their WORKDIR; prepare swaps the script.
 PREPARE_ENTRYPOINT = ("python", "prepare.py")
 
-#: Seconds for the reachability check of ``check()``: `auto` must not hang on a dead socket.
+#: Seconds for the first request to an engine (its version, a ping): a socket that accepts
+#: but never answers must not hang `auto`, `run` or `clean`.
 PING_TIMEOUT = 5
-#: Seconds for ordinary API calls; creating a container may pull its image first.
-REQUEST_TIMEOUT = 600
+#: Seconds any later API call may wait for the engine's next bytes; an image pull streams
+#: progress, so a long pull never waits that long between two reads.
+REQUEST_TIMEOUT = 120
 #: Seconds between SIGTERM and SIGKILL when a job is cancelled (``docker stop -t``).
 STOP_GRACE = 5
 #: Seconds an exited job waits for its log reader to drain before its container is removed.
@@ -64,8 +67,21 @@ _NAME_UNSAFE = re.compile(r"[^a-zA-Z0-9_.-]+")
 Size = Annotated[str, StringConstraints(pattern=r"^[0-9]+[bkmgBKMG]?$")]
 
 
-def invoking_user() -> str:
-    """``uid:gid`` of this process: files a job writes to /results belong to whoever ran mbctl."""
+#: Who a job runs as when root runs mbctl: an unprivileged user, never the engine's root.
+NONROOT_USER = "1000:1000"
+#: ``uid[:gid]`` (or ``image``: the image's own user) that overrides the default user of jobs.
+USER_ENV = "MBCTL_CONTAINER_USER"
+
+
+def invoking_user() -> str | None:
+    """Who a job runs as: ``$MBCTL_CONTAINER_USER`` if set (``image``: the image's user); else
+    ``uid:gid`` of this process, so that files a job writes to /results belong to whoever ran
+    mbctl; but never root: when root runs mbctl, NONROOT_USER."""
+    chosen = os.environ.get(USER_ENV)
+    if chosen:
+        return None if chosen == "image" else chosen
+    if os.getuid() == 0:
+        return NONROOT_USER
     return f"{os.getuid()}:{os.getgid()}"
 
 
@@ -77,7 +93,8 @@ class DockerSettings(BaseModel):
     user: str | None = Field(
         default_factory=invoking_user,
         pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?$",
-        description="uid[:gid] (or names) the job runs as; None: the image's user",
+        description="uid[:gid] (or names) the job runs as; None: the image's user "
+        "(default: whoever runs mbctl, never root; $MBCTL_CONTAINER_USER overrides)",
     )
     shm_size: Size = Field(
         default="8g", description="size of /dev/shm where the vendor has a private one"
@@ -86,6 +103,11 @@ class DockerSettings(BaseModel):
         default=None,
         description="memory limit of each container (swap included, so it OOMs rather than swaps)",
     )
+
+
+def network_name(run_id: str) -> str:
+    """``mbctl-<run>``: the bridge network the jobs of one run share, and nothing else."""
+    return _NAME_UNSAFE.sub("-", f"mbctl-{run_id}")
 
 
 def container_name(run_id: str, job_id: str) -> str:
@@ -157,7 +179,31 @@ def container_spec(
     if settings.mem_limit:
         run["mem_limit"] = settings.mem_limit
         run["memswap_limit"] = settings.mem_limit
+    least_privilege(run)
+    apply_resources(run, job.resources)
     return run
+
+
+def least_privilege(run: dict[str, Any]) -> None:
+    """Every capability dropped but those the vendor's exposure adds back (Gaudi: SYS_NICE),
+    and no privilege gained through setuid binaries: a benchmark computes, it administers
+    nothing."""
+    run["cap_drop"] = ["ALL"]
+    run["security_opt"] = [*run.get("security_opt", []), "no-new-privileges:true"]
+
+
+def apply_resources(run: dict[str, Any], resources: Resources | None) -> None:
+    """The benchmark's ``resources:`` as Docker limits (they win over DockerSettings.mem_limit);
+    memory includes swap, so a job over its limit is OOM-killed rather than swapping."""
+    if resources is None:
+        return
+    memory = resources.memory_bytes()
+    if memory is not None:
+        run["mem_limit"] = run["memswap_limit"] = memory
+    if resources.pids is not None:
+        run["pids_limit"] = resources.pids
+    if resources.cpus is not None:
+        run["nano_cpus"] = round(resources.cpus * 1e9)
 
 
 def sdk_arguments(spec: Mapping[str, Any]) -> dict[str, Any]:
@@ -243,9 +289,12 @@ def connect(timeout: float | None = REQUEST_TIMEOUT, *, version: str | None = No
             "the Docker SDK for Python is not installed", hint="pip install 'mbctl[docker]'"
         ) from None
     try:
-        # without a version the SDK asks the engine for one: that request is the first ping
-        client = docker.from_env(timeout=timeout, version=version)
+        # without a version the SDK asks the engine for one: that request is the first ping,
+        # made with a short timeout whatever the caller's, like the ping itself
+        first = PING_TIMEOUT if timeout is None else min(timeout, PING_TIMEOUT)
+        client = docker.from_env(timeout=first, version=version)
         client.ping()
+        client.api.timeout = timeout
     except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
         raise BackendUnavailable(
             f"Docker engine not reachable at {engine_address()}: {_first_line(exc)}",
@@ -283,6 +332,7 @@ class DockerBackend(Backend):
         self._host = host
         self._logs_client: Any = None
         self._lock = threading.Lock()
+        self._networks: set[str] = set()
 
     @property
     def client(self) -> Any:
@@ -318,6 +368,10 @@ class DockerBackend(Backend):
         results = results_dir(ctx, job)
         results.mkdir(parents=True, exist_ok=True)
         self._hand_over(results)
+        if ctx.phase is Phase.PREPARE:
+            self._hand_over(ctx.data_dir)  # prepare writes the dataset cache as the job's user
+        if "network_mode" not in spec:  # Gaudi's host network is the vendor's requirement
+            spec["network"] = self._network(ctx.run_id)
         container = self._run(job, ctx, spec)
         return Handle(
             job=job,
@@ -331,6 +385,25 @@ class DockerBackend(Backend):
         uid, _, gid = user.partition(":")
         if os.getuid() == 0 and uid.isdigit() and (not gid or gid.isdigit()):
             os.chown(folder, int(uid), int(gid) if gid else -1)
+
+    def _network(self, run_id: str) -> str:
+        """The run's own bridge network, made on first use: its jobs reach the outside (a
+        prepare may download) but no container of another run or of anyone else."""
+        name = network_name(run_id)
+        if run_id in self._networks:
+            return name
+        errors = _errors()
+        try:
+            self.client.networks.get(name)
+        except errors.NotFound:
+            try:
+                self.client.networks.create(name, driver="bridge", labels={LABEL_RUN: run_id})
+            except errors.APIError as exc:
+                raise OrchestratorError(
+                    f"cannot create the network {name} of run {run_id}: {_first_line(exc)}"
+                ) from None
+        self._networks.add(run_id)
+        return name
 
     def _run(self, job: Job, ctx: RunContext, spec: dict[str, Any]) -> Any:
         errors = _errors()
@@ -425,7 +498,8 @@ class DockerBackend(Backend):
                 if container.status in ("exited", "dead"):
                     break
                 if deadline is None:
-                    container.wait()
+                    # polled, not a blocking wait: every call keeps its REQUEST_TIMEOUT
+                    time.sleep(POLL)
                     continue
                 left = deadline - time.monotonic()
                 if left <= 0:
@@ -472,7 +546,9 @@ class DockerBackend(Backend):
         errors = _errors()
         container = handle.native
         try:
-            container.stop(timeout=STOP_GRACE)
+            # after a second Ctrl-C (``hurry``) there is no grace: kill below at once
+            if not handle.extra.get("hurry"):
+                container.stop(timeout=STOP_GRACE)
         except errors.NotFound:
             return
         except (errors.APIError, requests.exceptions.RequestException):
@@ -487,7 +563,7 @@ class DockerBackend(Backend):
 
     def cleanup_run(self, run_id: str) -> list[Leftover]:
         removed = cleanup_run(run_id, self.client)
-        remove_node_networks(self.client, run_id)
+        self._networks.discard(run_id)
         return removed
 
     # --- one job over several nodes ------------------------------------------------------------
@@ -659,7 +735,21 @@ def clean(
         for container, _ in chosen:
             with contextlib.suppress(errors.NotFound):
                 container.remove(force=True)
+        remove_networks(client, run_id)
     return [item for _, item in chosen]
+
+
+def remove_networks(client: Any, run_id: str | None = None) -> None:
+    """Remove the per-run networks (of ``run_id``, else of every run) that no container uses."""
+    errors = _errors()
+    selector = LABEL_RUN if run_id is None else f"{LABEL_RUN}={run_id}"
+    for network in client.networks.list(filters={"label": selector}):
+        labels = network.attrs.get("Labels") or {}
+        if LABEL_RUN not in labels or (run_id is not None and labels[LABEL_RUN] != run_id):
+            continue
+        # a network still in use (a running container of another run) stays
+        with contextlib.suppress(errors.NotFound, errors.APIError):
+            network.remove()
 
 
 def cleanup_run(run_id: str, client: Any | None = None) -> list[Leftover]:
@@ -712,12 +802,3 @@ def node_specs(
             }
         )
     return specs
-
-
-def remove_node_networks(client: Any, run_id: str) -> None:
-    """Remove the networks of ``run_id``'s multi-node jobs (only ours: labelled with the run)."""
-    errors = _errors()
-    for network in client.networks.list(filters={"label": f"{LABEL_RUN}={run_id}"}):
-        if (network.attrs.get("Labels") or {}).get(LABEL_RUN) == run_id:
-            with contextlib.suppress(errors.NotFound, errors.APIError):
-                network.remove()

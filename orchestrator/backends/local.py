@@ -1,9 +1,15 @@
-"""The local backend: each job is a subprocess (own process group) of this Python or a chosen one."""
+"""The local backend: each job is a subprocess (own process group) of this Python or a chosen one.
+
+Containment: a job's processes share its process group, and the group is killed when the
+job ends, times out or is cancelled, so no grandchild outlives it (one that leaves the
+group with setsid() is the exception a container backend does not have).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import selectors
 import shutil
 import signal
 import socket
@@ -17,11 +23,13 @@ from orchestrator.backends.base import (
     Backend,
     Exit,
     Handle,
+    LineSplitter,
     Phase,
     RunContext,
     Status,
-    split_lines,
+    StderrLine,
 )
+from orchestrator.config import definition_folder
 from orchestrator.errors import BackendUnavailable, ConfigError
 from orchestrator.plan import Job
 
@@ -70,7 +78,7 @@ class LocalBackend(Backend):
         self.python = str(Path(found).absolute())
 
     def submit(self, job: Job, ctx: RunContext) -> Handle:
-        folder = ctx.benchmarks_root / job.definition
+        folder = definition_folder(ctx.benchmarks_root, job.definition)
         script = script_for(folder, ctx.phase)
         if script is None:
             raise ConfigError(
@@ -94,61 +102,95 @@ class LocalBackend(Backend):
             cwd=folder,
             env=env,
             stdin=subprocess.DEVNULL,
+            # apart: a progress bar on stderr must not glue onto the metrics lines of stdout
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE,
             # own process group: cancel reaches the workers a benchmark forks (DataLoader, DDP)
             start_new_session=True,
         )
         return Handle(job=job, native=proc)
 
     def stream(self, handle: Handle) -> Iterator[str]:
+        """stdout lines as they come, stderr lines as StderrLine, until both pipes close."""
         proc: subprocess.Popen[bytes] = handle.native
         assert proc.stdout is not None
-        fd = proc.stdout.fileno()
-        yield from split_lines(iter(lambda: os.read(fd, 1 << 16), b""))
-        proc.stdout.close()
+        pipes = [pipe for pipe in (proc.stdout, proc.stderr) if pipe is not None]
+        splitters = {pipe.fileno(): LineSplitter() for pipe in pipes}
+        err = proc.stderr.fileno() if proc.stderr is not None else None
+        with selectors.DefaultSelector() as selector:
+            for fd in splitters:
+                selector.register(fd, selectors.EVENT_READ)
+            while selector.get_map():
+                for key, _ in selector.select():
+                    fd = int(key.fd)
+                    chunk = os.read(fd, 1 << 16)
+                    if chunk:
+                        lines = splitters[fd].feed(chunk)
+                    else:
+                        selector.unregister(fd)
+                        lines = splitters[fd].close()
+                    for line in lines:
+                        yield StderrLine(line) if fd == err else line
+        for pipe in pipes:
+            pipe.close()
 
     def wait(self, handle: Handle, timeout: float | None) -> Exit | None:
-        proc: subprocess.Popen[bytes] = handle.native
-        try:
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
+        proc: subprocess.Popen[bytes] | NodeGroup = handle.native
+        if isinstance(proc, NodeGroup):
+            # over when every node is, or at the first that fails (which stops the others)
+            try:
+                code = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                return None
+            _kill_group(proc.pid)
+            return _exit(code, handle)
+        if proc.returncode is None and not _exited(proc.pid, timeout):
             return None
-        if code == 0:
-            return Exit(0, Status.OK)
-        if code < 0:
-            name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
-            status = (
-                Status.OOM
-                if -code == signal.SIGKILL and not handle.extra.get("cancelled")
-                else Status.FAILED
-            )
-            reason = (
-                "killed by SIGKILL (out of memory?)"
-                if status is Status.OOM
-                else f"killed by {name}"
-            )
-            return Exit(code, status, reason)
-        return Exit(code, Status.FAILED, f"exited with code {code}")
+        # the job is over when its main process is: what it left running in its group goes
+        # too, killed while the unreaped leader still holds the group's id (no reuse possible)
+        _kill_group(proc.pid)
+        return _exit(proc.wait(), handle)
 
     def cancel(self, handle: Handle) -> None:
+        """SIGTERM to the job's group, SIGKILL after GRACE seconds (at once with ``hurry`` set
+        in ``handle.extra``, after a second Ctrl-C). The group is killed whatever happens,
+        an interrupt during the grace included: a TERM-ignoring process never survives."""
         proc: subprocess.Popen[bytes] = handle.native
         handle.extra["cancelled"] = True
-        if proc.poll() is not None:
-            # the leader is gone; workers it forked may still hold the group
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            return
-        for sig, grace in ((signal.SIGTERM, GRACE), (signal.SIGKILL, None)):
-            try:
-                os.killpg(proc.pid, sig)
-            except ProcessLookupError:
-                return
-            try:
-                proc.wait(timeout=grace)
-                return
-            except subprocess.TimeoutExpired:
-                continue
+        try:
+            running = proc.returncode is None and not _exited(proc.pid, 0)
+            if running and not handle.extra.get("hurry"):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+                _exited(proc.pid, GRACE)  # left unreaped: the group's id stays ours below
+        finally:
+            # the leader may be gone while workers it forked still hold the group
+            _kill_group(proc.pid)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=GRACE)
+
+
+def _exited(pid: int, timeout: float | None) -> bool:
+    """Whether child ``pid`` exited within ``timeout`` seconds, leaving it unreaped."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        try:
+            flags = os.WEXITED | os.WNOWAIT | (0 if deadline is None else os.WNOHANG)
+            if os.waitid(os.P_PID, pid, flags) is not None:
+                return True
+        except ChildProcessError:  # reaped already (by Popen.wait in cancel)
+            return True
+        if deadline is None:
+            continue
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        time.sleep(min(0.02, left))
+
+
+def _kill_group(pgid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
 
 
 # --- one job over several nodes, emulated on loopback ----------------------------------------
@@ -184,6 +226,8 @@ class NodeGroup:
         self.procs = procs
         self.pid = procs[0].pid
         self.stdout = os.fdopen(read_fd, "rb", buffering=0)
+        # the nodes write stdout and stderr to the one pipe: torchrun's own chatter included
+        self.stderr = None
         self.returncode: int | None = None
 
     @classmethod
@@ -239,3 +283,21 @@ class NodeGroup:
             time.sleep(0.05)
         assert self.returncode is not None
         return self.returncode
+
+
+def _exit(code: int, handle: Handle) -> Exit:
+    """The Exit of a job whose process (or node group) ended with ``code``."""
+    if code == 0:
+        return Exit(0, Status.OK)
+    if code < 0:
+        name = signal.Signals(-code).name if -code in signal.valid_signals() else str(-code)
+        status = (
+            Status.OOM
+            if -code == signal.SIGKILL and not handle.extra.get("cancelled")
+            else Status.FAILED
+        )
+        reason = (
+            "killed by SIGKILL (out of memory?)" if status is Status.OOM else f"killed by {name}"
+        )
+        return Exit(code, status, reason)
+    return Exit(code, Status.FAILED, f"exited with code {code}")

@@ -16,7 +16,6 @@ from orchestrator.cli.options import (
     DevicesOpt,
     Format,
     FormatOpt,
-    PythonOpt,
     ResultsOpt,
 )
 
@@ -131,10 +130,24 @@ def rerun(
     devices: DevicesOpt = None,
     results: ResultsOpt = Path("runs"),
     data: DataOpt = None,
-    python: PythonOpt = None,
+    allowed_signers: Annotated[
+        Path | None,
+        typer.Option(
+            "--allowed-signers",
+            help="ssh-keygen allowed_signers file: the bundle must be signed by --identity.",
+        ),
+    ] = None,
+    identity: Annotated[
+        str | None,
+        typer.Option("--identity", help="The signer to require (with --allowed-signers)."),
+    ] = None,
+    insecure: Annotated[
+        bool,
+        typer.Option("--insecure", help="Re-run an unsigned bundle (one you made yourself)."),
+    ] = False,
     fmt: FormatOpt = Format.TABLE,
 ) -> None:
-    """Run a bundle again on its locked images and settings; compare with what it claims."""
+    """Run a signed bundle again on its locked images and settings; compare with its claims."""
     from rich.live import Live
 
     from orchestrator import submission
@@ -153,7 +166,9 @@ def rerun(
             tolerance=submission.DEFAULT_TOLERANCE if tolerance is None else tolerance,
             devices=devices,
             data_dir=data,
-            python=python,
+            allowed_signers=allowed_signers,
+            identity=identity,
+            insecure=insecure,
             progress=view,
         )
     for note in result.notes:

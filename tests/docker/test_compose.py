@@ -15,7 +15,7 @@ import yaml
 from scriptedimage import Scripted, scripted_image  # noqa: F401 - the `scripted` fixture
 
 from orchestrator import vendors
-from orchestrator.backends.docker import DockerSettings
+from orchestrator.backends.docker import DockerSettings, invoking_user
 from orchestrator.compose import dump_compose, render_compose
 from orchestrator.plan import Job, Plan, PlanKind
 from orchestrator.vendors import HostFacts
@@ -120,6 +120,10 @@ def test_up_runs_a_cpu_service_and_down_removes_it(
     file.write_text(dump_compose(render_compose(plan, DockerSettings())))
     (tmp_path / "data").mkdir()
     (tmp_path / "results" / "files" / "good.0").mkdir(parents=True)
+    # the rendered user (never root: 1000:1000 when root renders) must own what the job writes
+    uid, gid = (int(i) for i in (invoking_user() or "0:0").split(":"))
+    if os.getuid() == 0:
+        os.chown(tmp_path / "results" / "files" / "good.0", uid, gid)
     project = f"mbctltest{secrets.token_hex(3)}"
     base = ["-f", str(file), "-p", project]
     try:
@@ -137,10 +141,10 @@ def test_up_runs_a_cpu_service_and_down_removes_it(
             104.0,
         ]
         probe = next(e for e in events if e["event"] == "meta")["data"]
-        assert probe["data"] == "Read-only file system" and probe["uid"] == os.getuid()
+        assert probe["data"] == "Read-only file system" and probe["uid"] == uid
         assert probe["env"]["MBCTL_RUN_ID"] == "compose-compose-test"
         out = tmp_path / "results" / "files" / "good.0" / "out.txt"
-        assert out.read_text() == "good.0" and out.stat().st_uid == os.getuid()
+        assert out.read_text() == "good.0" and out.stat().st_uid == uid
     finally:
         down = compose(*base, "down")
     assert down.returncode == 0, down.stderr

@@ -30,15 +30,22 @@ from orchestrator.backends.docker import (
     clean,
     cleanup_run,
     container_name,
+    invoking_user,
     leftovers,
+    network_name,
+    remove_networks,
 )
 from orchestrator.cli.main import app
 from orchestrator.plan import Job, Plan, PlanKind
+from orchestrator.resources import Resources
 from orchestrator.results import RunDir, read_events
 from orchestrator.runner import JobState, Outcome, Progress, execute
 from orchestrator.vendors import HostFacts
 
 pytestmark = pytest.mark.docker
+
+#: Who jobs run as by default: whoever runs the tests, or an unprivileged uid when that is root.
+UID, GID = (int(i) for i in (invoking_user() or "0:0").split(":"))
 
 
 def job(
@@ -78,7 +85,11 @@ class Run:
         self, backend: DockerBackend, *jobs: Job, progress: Progress | None = None
     ) -> Outcome:
         plan = Plan(suite="docker-test", vendor="cpu", devices=(), nodes=1, jobs=jobs)
-        return execute(plan, backend, self.dir, self.ctx, progress=progress)
+        try:
+            return execute(plan, backend, self.dir, self.ctx, progress=progress)
+        finally:
+            # workflow.run's clean-up, less the containers: each test checks those itself
+            remove_networks(self.client, self.ctx.run_id)
 
     def containers(self) -> list[Any]:
         return list(
@@ -151,14 +162,14 @@ def test_every_outcome_through_the_runner(run: Run, docker_client: Any, scripted
 
     probe = run.events("good.D0", "meta")[0]["data"]
     assert probe["data"] == "Read-only file system"
-    assert probe["uid"] == os.getuid()
+    assert probe["uid"] == UID
     assert probe["env"]["MBCTL_DATA"] == "/data" and probe["env"]["MBCTL_RESULTS"] == "/results"
     assert (
         probe["env"]["MBCTL_RUN_ID"] == run.ctx.run_id and probe["env"]["MBCTL_JOB_ID"] == "good.D0"
     )
     out = run.ctx.run_dir / "files" / "good.D0" / "out.txt"
     assert out.read_text() == "good.D0"
-    assert (out.stat().st_uid, out.stat().st_gid) == (os.getuid(), os.getgid())
+    assert (out.stat().st_uid, out.stat().st_gid) == (UID, GID)
 
 
 def test_labels_while_running_then_cancel_removes(
@@ -251,7 +262,7 @@ def test_prepare_writes_the_cache_that_run_reads(
     assert prepare.exits()["good.0"]["return_code"] == 0
     assert "dataset written" in prepare.dir.log_path("good.0").read_text()
     written = tmp_path / "data" / "prepared.txt"
-    assert written.read_text() == "ready" and written.stat().st_uid == os.getuid()
+    assert written.read_text() == "ready" and written.stat().st_uid == UID
 
     measure = Run(tmp_path, docker_client)
     measure.execute(backend, job("good", scripted.ref))
@@ -415,3 +426,31 @@ def test_resume_replaces_its_own_stale_container_but_no_other(
             stale.reload()
     finally:
         foreign.remove(force=True)
+
+
+def test_least_privilege_resources_and_own_network(
+    run: Run, docker_client: Any, scripted: Scripted
+) -> None:
+    """Non-root, no capabilities, no new privileges, the suite's resources, the run's network."""
+    backend = DockerBackend(client=docker_client)
+    limited = job("hangs", scripted.ref).model_copy(
+        update={"resources": Resources(memory="256Mi", pids=64, cpus=0.5)}
+    )
+    handle = backend.submit(limited, run.ctx)
+    try:
+        container = handle.native
+        container.reload()
+        host = container.attrs["HostConfig"]
+        assert container.attrs["Config"]["User"] == invoking_user() != "0:0"
+        assert host["CapDrop"] == ["ALL"] and not host.get("CapAdd")
+        assert "no-new-privileges:true" in host["SecurityOpt"] and host["Privileged"] is False
+        assert (host["Memory"], host["MemorySwap"]) == (256 * 2**20, 256 * 2**20)
+        assert (host["PidsLimit"], host["NanoCpus"]) == (64, 500_000_000)
+        assert host["NetworkMode"] == network_name(run.ctx.run_id)
+        (network,) = docker_client.networks.list(names=[network_name(run.ctx.run_id)])
+        assert network.attrs["Labels"][LABEL_RUN] == run.ctx.run_id
+    finally:
+        backend.cancel(handle)
+        backend.wait(handle, timeout=None)
+    backend.cleanup_run(run.ctx.run_id)
+    assert docker_client.networks.list(names=[network_name(run.ctx.run_id)]) == []

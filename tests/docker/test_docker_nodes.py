@@ -26,7 +26,7 @@ from orchestrator.backends.docker import (
     DockerBackend,
     cleanup_run,
     node_container_name,
-    remove_node_networks,
+    remove_networks,
 )
 from orchestrator.plan import Job, PlanKind
 
@@ -64,7 +64,7 @@ def run(tmp_path: Path, docker_client: Any) -> Iterator[Run]:
     left = made.containers()
     networks = docker_client.networks.list(filters={"label": f"{LABEL_RUN}={made.ctx.run_id}"})
     cleanup_run(made.ctx.run_id, docker_client)
-    remove_node_networks(docker_client, made.ctx.run_id)
+    remove_networks(docker_client, made.ctx.run_id)
     assert not left, f"containers left behind: {[c.name for c in left]}"
     assert not networks, f"networks left behind: {[n.name for n in networks]}"
 

@@ -1,47 +1,58 @@
-"""Procurement end to end with real containers: push → lock → run by digest → submit → verify → rerun."""
+"""Procurement end to end with real containers: push → lock → run by digest → submit → verify → rerun.
+
+The benchmark is the scripted image in its fixed-rate mode (``good``: rates 100…104), so the
+re-run must agree exactly: no test compares two real timings.
+"""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from scriptedimage import Scripted, scripted_image  # noqa: F401 - the `scripted` fixture
 
 from orchestrator import images, submission, workflow
 from orchestrator.results import read_events
 from orchestrator.vendors import Vendor
-from tests.docker.imagesupport import CpuBuild
 
 pytestmark = pytest.mark.docker
-
-#: CPU throughput of two back-to-back runs on a shared 2-core machine differs by up to ~1.6×
-#: (measured for the submission tests); a rerun within ±60 % is "the same system" here.
-CPU_TOLERANCE = 0.6
 
 
 @pytest.fixture(scope="module")
 def locked(
-    cpu_build: CpuBuild, docker_client: Any, registry: str, tmp_path_factory: pytest.TempPathFactory
+    scripted: Scripted, docker_client: Any, registry: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """This session's matmul image pushed to the local registry and pinned in a lock."""
-    built = next(b for b in cpu_build.built if b.spec.name == "matmul")
-    entry = images.push_image(
-        docker_client, docker_client.images.get(built.image_id), "matmul", registry
+    """The scripted image, labelled as `mbctl build` labels, pushed to the local registry and
+    pinned in a lock."""
+    labels = {
+        f"{images.OCI}version": "fixed-rate-1",
+        f"{images.OCI}base.name": scripted.ref,
+        f"{images.OCI}base.digest": scripted.id,
+        images.LABEL_BASE_LOCAL: "true",
+    }
+    dockerfile = f"FROM {scripted.ref}\n" + "".join(
+        f'LABEL "{key}"="{value}"\n' for key, value in labels.items()
     )
+    image, _ = docker_client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()), tag="mbctl-test/fixed-rate:1", rm=True
+    )
+    entry = images.push_image(docker_client, image, "scripted", registry)
     path = tmp_path_factory.mktemp("lock") / "images.lock.yaml"
-    images.write_lock(images.Lock().updated(Vendor.CPU, {"matmul": entry}), path)
+    images.write_lock(images.Lock().updated(Vendor.CPU, {"scripted": entry}), path)
     return path
 
 
 SUITE = """
 name: procurement
-min_measures: 20
+min_measures: 5
 benchmarks:
-  fp32:
-    definition: matmul
-    argv: {--dtype: fp32, --size: 128, --every: 20, --measures: 20}
-    unit: TFLOPS
+  fixed:
+    definition: scripted
+    argv: [good]
+    unit: items/s
     max_duration: 120
 """
 
@@ -63,10 +74,10 @@ def test_submit_verify_and_rerun_a_container_run(locked: Path, tmp_path: Path) -
     req = request(tmp_path, locked)
     prepared = workflow.prepare(req)
     (job,) = prepared.plan.jobs
-    ref = images.read_lock(locked).entry("matmul", Vendor.CPU)
+    ref = images.read_lock(locked).entry("scripted", Vendor.CPU)
     assert ref is not None and job.image == ref.ref  # the run starts exactly the locked digest
     result = workflow.run(req, prepared)
-    exit_event = read_events(result.run.events_path("fp32.0"))[-1]
+    exit_event = read_events(result.run.events_path("fixed.0"))[-1]
     assert exit_event["status"] == "ok", exit_event
     assert ref.ref.rpartition("@")[2] in json.dumps(exit_event["image"])  # the digest that ran
     assert result.run.meta()["lock"]["path"] == str(locked.resolve())
@@ -74,13 +85,14 @@ def test_submit_verify_and_rerun_a_container_run(locked: Path, tmp_path: Path) -
     bundle_path = tmp_path / "vendor.tar.gz"
     submission.create(result.run.path, bundle_path, lock=locked)
     bundle = submission.extract(bundle_path, tmp_path / "buyer")
-    verdict = submission.verify(bundle, lock=images.read_lock(locked), min_measures=20)
-    failed = [(c.name, c.reason) for c in verdict.checks if c.status == "FAIL"]
-    assert verdict.passed, failed
+    verdict = submission.verify(bundle, lock=images.read_lock(locked), min_measures=5)
+    failed = {c.name: c.reason for c in verdict.checks if c.status == "FAIL"}
+    # the scripted image reports no framework in meta.json's system: the only check it fails
+    assert set(failed) <= {"system"}, failed
 
     again = submission.rerun(
-        bundle, results=tmp_path / "rerun", backend="docker", tolerance=CPU_TOLERANCE
+        bundle, results=tmp_path / "rerun", backend="docker", tolerance=0.0, insecure=True
     )
     assert again.backend == "docker"
-    assert "fp32" in [row.name for row in again.rows]
-    assert again.passed, [(r.name, r.ratio) for r in again.rows]
+    assert [(row.name, row.ratio) for row in again.rows] == [("fixed", 1.0), ("score", 1.0)]
+    assert again.passed

@@ -7,9 +7,13 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 from orchestrator import images, report, submission, workflow
+from orchestrator.backends.base import Exit, Handle, RunContext
 from orchestrator.backends.docker import image_record
+from orchestrator.backends.local import LocalBackend
+from orchestrator.plan import Job
 from orchestrator.results import RunDir, read_events
 from orchestrator.vendors import Vendor
 
@@ -98,3 +102,51 @@ def status(result: submission.Verification) -> dict[str, str]:
 
 def reason(result: submission.Verification, name: str) -> str:
     return next(c.reason for c in result.checks if c.name == name)
+
+
+#: A stand-in for benchmarks/matmul with a fixed rate (size / 100 TFLOPS): a submission and its
+#: re-run then agree exactly, so the rerun tests compare no two real timings.
+FIXED_RATE_MATMUL = """
+import argparse, json, sys, time
+parser = argparse.ArgumentParser()
+parser.add_argument("--dtype")
+parser.add_argument("--size", type=int)
+parser.add_argument("--every", type=int)
+parser.add_argument("--measures", type=int)
+args = parser.parse_args()
+def emit(event, **fields):
+    print(json.dumps({"mbctl": 1, "event": event, "t": time.time(), **fields}), flush=True)
+emit("start", bench="matmul", argv=sys.argv[1:], versions={"scripted": "1"})
+for _ in range(args.measures):
+    emit("rate", value=args.size / 100, units="TFLOPS", task="train")
+emit("end", status="done")
+"""
+
+
+def fixed_rate_root(root: Path) -> Path:
+    """A benchmarks root whose only benchmark is the fixed-rate matmul; set MBCTL_BENCHMARKS to it."""
+    (root / "matmul").mkdir(parents=True)
+    (root / "matmul" / "main.py").write_text(FIXED_RATE_MATMUL)
+    (root / "benchkit").mkdir()
+    (root / "suites").mkdir()
+    return root
+
+
+class RecordingBackend(LocalBackend):
+    """The local backend posing as a container backend: it reports running ``job.image``, the
+    way the docker backend records the locked image it started (tests marked ``docker`` run
+    the real one)."""
+
+    name = "recording"
+    images: ClassVar[dict[str, str | None]] = {}
+
+    def submit(self, job: Job, ctx: RunContext) -> Handle:
+        RecordingBackend.images[job.id] = job.image
+        return super().submit(job, ctx)
+
+    def wait(self, handle: Handle, timeout: float | None) -> Exit | None:
+        done = super().wait(handle, timeout)
+        if done is not None and handle.job.image:
+            ref = handle.job.image
+            done.image = image_record(ref, MATMUL_IMAGE["id"], [ref])
+        return done

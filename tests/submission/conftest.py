@@ -7,9 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from bundles import MATMUL_IMAGE, record, set_exit_images, write_lock
+from bundles import MATMUL_IMAGE, fixed_rate_root, record, set_exit_images, write_lock
 
 from orchestrator import submission
+from orchestrator.backends.base import BACKENDS
 
 
 @pytest.fixture(scope="session")
@@ -52,3 +53,14 @@ def ssh_key(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     allowed = root / "allowed_signers"
     allowed.write_text(f'vendor@example namespaces="{submission.NAMESPACE}" {kind} {body}\n')
     return key, allowed
+
+
+@pytest.fixture
+def fixed_rate_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The mini suite recorded on the fixed-rate matmul, as a container run of the locked image;
+    the test keeps that benchmarks root, and the ``recording`` backend, for its re-runs."""
+    monkeypatch.setenv("MBCTL_BENCHMARKS", str(fixed_rate_root(tmp_path / "benchmarks")))
+    monkeypatch.setitem(BACKENDS, "recording", "bundles:RecordingBackend")
+    run = record(tmp_path / "recorded")
+    set_exit_images(run, MATMUL_IMAGE)
+    return run

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import submission
+from orchestrator import limits, submission
 from orchestrator.errors import ResultsError
 
 MANIFEST = {
@@ -170,7 +170,7 @@ def test_manifest_problems(tmp_path: Path, box: Path) -> None:
 
 
 def test_size_cap(tmp_path: Path, box: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(submission, "MAX_BYTES", 100)
+    monkeypatch.setattr(submission.extraction, "MAX_BYTES", 100)
     bundle = tar_gz(tmp_path / "big.tar.gz", [manifest(), member("r/big", b"0" * 200)])
     refused(bundle, box, "more than a bundle ever holds")
 
@@ -184,3 +184,32 @@ def test_extracting_into_an_existing_empty_folder_leaves_it_empty_on_failure(
     with pytest.raises(ResultsError):
         submission.extract(bundle, dest)
     assert dest.is_dir() and list(dest.iterdir()) == []
+
+
+def test_each_member_is_capped_before_it_is_written(
+    tmp_path: Path, box: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(limits, "MAX_METADATA_BYTES", 120)
+    monkeypatch.setattr(limits, "MAX_MEMBER_BYTES", 128)
+    meta = member("r/run/meta.json", b"{" + b" " * 200 + b"}")
+    refused(
+        tar_gz(tmp_path / "meta.tar.gz", [manifest(), meta]),
+        box,
+        r"r/run/meta.json' holds 202 bytes, more than 120 \(limits.MAX_METADATA_BYTES\)",
+    )
+    suite = member("r/suite/s.yaml", b"#" * 200)
+    refused(tar_gz(tmp_path / "suite.tar.gz", [manifest(), suite]), box, "MAX_METADATA_BYTES")
+    events = member("r/run/a.0.jsonl", b"{}\n" * 50)  # 150 bytes: capped by the other limit
+    refused(
+        tar_gz(tmp_path / "events.tar.gz", [manifest(), events]),
+        box,
+        r"150 bytes, more than 128 \(limits.MAX_MEMBER_BYTES\)",
+    )
+
+
+def test_gzip_bomb_is_refused_by_its_ratio(tmp_path: Path, box: Path) -> None:
+    bomb = tar_gz(
+        tmp_path / "bomb.tar.gz", [manifest(), member("r/run/a.0.jsonl", b"\n" * (40 << 20))]
+    )
+    assert bomb.stat().st_size < 200_000
+    refused(bomb, box, r"limits.MAX_COMPRESSION_RATIO .*refusing a bomb")

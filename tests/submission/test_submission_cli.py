@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
+import pytest
 from bundles import repack, write_lock
 from typer.testing import CliRunner
 
@@ -94,7 +96,11 @@ def test_signed_submission(
     assert result.exit_code == 2 and "no such key file" in result.output
 
 
-def test_rerun_catches_an_inflated_claim(bundle: Path, tmp_path: Path) -> None:
+def test_rerun_catches_an_inflated_claim(
+    fixed_rate_run: Path, lock_file: Path, tmp_path: Path
+) -> None:
+    bundle = submission.create(fixed_rate_run, tmp_path / "b.tar.gz", lock=lock_file).path
+
     def inflated(root: Path) -> None:
         for path in (root / "run").glob("*.jsonl"):
             events = [json.loads(line) for line in path.read_text().splitlines()]
@@ -106,21 +112,33 @@ def test_rerun_catches_an_inflated_claim(bundle: Path, tmp_path: Path) -> None:
 
     # a vendor can fabricate a bundle consistent with itself: verify passes, a re-run does not
     claim = repack(bundle, tmp_path / "claim.tar.gz", inflated, rehash=True)
-    assert runner.invoke(app, ["verify", str(claim)]).exit_code == 0
-    args = ["rerun", str(claim), "--backend", "local", "--tolerance", "0.6"]
+    checks = json.loads(runner.invoke(app, ["verify", str(claim), "-f", "json"]).stdout)["checks"]
+    assert {
+        c["name"]: c["status"] for c in checks if c["name"] in ("manifest", "images", "score")
+    } == {
+        "manifest": "PASS",
+        "images": "PASS",
+        "score": "PASS",
+    }
+    args = ["rerun", str(claim), "--backend", "recording", "--tolerance", "0.6"]
     args += ["--results", str(tmp_path / "runs"), "--data", str(tmp_path / "data"), "-f", "json"]
-    result = runner.invoke(app, args)
+    unsigned = runner.invoke(app, args)
+    assert unsigned.exit_code == 2 and "--allowed-signers FILE and --identity" in unsigned.output
+    shutil.rmtree(tmp_path / "claim")
+    result = runner.invoke(app, [*args, "--insecure"])
     assert result.exit_code == 1, result.output
     data = json.loads(result.stdout)
-    assert data["passed"] is False and data["backend"] == "local" and data["tolerance"] == 0.6
+    assert data["passed"] is False and data["backend"] == "recording" and data["tolerance"] == 0.6
     rows = {row["name"]: row for row in data["rows"]}
-    assert rows["fp32"]["within"] is False and rows["fp32"]["ratio"] < 0.4
+    assert rows["fp32"]["within"] is False and rows["fp32"]["ratio"] == pytest.approx(0.1)
     assert "error: the re-run does not reproduce the submission within ±60%: fp32" in result.output
     assert submission.default_workdir(claim) == tmp_path / "claim"
     assert any((tmp_path / "claim").iterdir())
 
-    again = runner.invoke(app, ["rerun", str(claim), "--backend", "local"])
+    again = runner.invoke(app, ["rerun", str(claim), "--backend", "recording", "--insecure"])
     assert again.exit_code == 2 and "is not an empty folder" in again.output
+    local = runner.invoke(app, ["rerun", str(bundle), "--backend", "local", "--insecure"])
+    assert local.exit_code == 2 and "the local backend runs this machine's code" in local.output
 
 
 def test_lock_with_tags_is_a_config_error(container_run: Path, tmp_path: Path) -> None:

@@ -67,7 +67,10 @@ def test_rocm_hpu_xpu_exposure() -> None:
         "/dev/kfd:/dev/kfd:rwm",
         "/dev/dri/renderD129:/dev/dri/renderD129:rwm",
     ]
-    assert rocm["group_add"] == ["44", "109"] and rocm["security_opt"] == ["seccomp=unconfined"]
+    assert rocm["group_add"] == ["44", "109"] and rocm["security_opt"] == [
+        "seccomp=unconfined",
+        "no-new-privileges:true",
+    ]
     hpu = compose_service(container_spec(make_job("hpu"), context(), SETTINGS))
     assert (
         hpu["runtime"] == "habana"

@@ -21,6 +21,7 @@ from orchestrator.backends.docker import (
     container_name,
     container_spec,
     image_record,
+    invoking_user,
     judge,
     sdk_arguments,
 )
@@ -143,9 +144,7 @@ def test_data_is_read_only_in_run_and_writable_in_prepare() -> None:
 
 def test_settings_user_memory_and_shm() -> None:
     job = make_job("cpu")
-    assert (
-        container_spec(job, context(), DockerSettings())["user"] == f"{os.getuid()}:{os.getgid()}"
-    )
+    assert container_spec(job, context(), DockerSettings())["user"] == invoking_user()
     assert "user" not in container_spec(job, context(), DockerSettings(user=None))
     limited = container_spec(job, context(), DockerSettings(mem_limit="96m", shm_size="1g"))
     assert limited["mem_limit"] == limited["memswap_limit"] == "96m"

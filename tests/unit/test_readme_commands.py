@@ -107,10 +107,14 @@ HOW: dict[str, How] = {
     "sales@acme.example --lock our-images.lock.yaml --reference "
     "references/h100-milabench-report.yaml": How("skip", "needs a signed bundle (submit)"),
     "mbctl rerun": NAME,
-    "mbctl rerun acme.tar.gz --tolerance 0.1": How("skip", ENGINE + " and a bundle"),
+    "mbctl rerun acme.tar.gz --allowed-signers signers --identity acme": How(
+        "skip", ENGINE + " and a signed bundle"
+    ),
     "mbctl rerun acme.tar.gz (loaner)": NAME,
-    "mbctl rerun acme-h100.tar.gz --backend docker --tolerance 0.10": How(
-        "skip", ENGINE + " and a bundle"
+    "mbctl rerun acme-h100.tar.gz --allowed-signers buyers_trust --identity acme@vendor "
+    "--backend docker --tolerance 0.10": How("skip", ENGINE + " and a signed bundle"),
+    "mbctl run --suite that.yaml --backend local --python /path/to/venv/bin/python": How(
+        "help", "a recipe step: the suite file and the venv are the reader's"
     ),
     "mbctl clean --backend kubernetes": How("skip", CLUSTER),
     "mbctl prepare --backend kubernetes": NAME,
