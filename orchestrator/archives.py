@@ -120,9 +120,22 @@ class BoundedZip:
         with self._zip.open(info) as raw:
             return raw.read()
 
-    def jsonl(self, name: str) -> Iterator[dict[str, Any]]:
-        """The JSON objects of one member, streamed; runaway lines are skipped."""
+    def __contains__(self, name: object) -> bool:
+        return name in self._infos
+
+    def lines(self, name: str) -> Iterator[str]:
+        """The text lines of one member, streamed; runaway lines are skipped."""
         info = self._check(name, limits.MAX_MEMBER_BYTES, "limits.MAX_MEMBER_BYTES")
         with self._zip.open(info) as raw:
-            text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
-            yield from iter_objects(bounded_lines(text))
+            yield from bounded_lines(io.TextIOWrapper(raw, encoding="utf-8", errors="replace"))
+
+    def jsonl(self, name: str) -> Iterator[dict[str, Any]]:
+        """The JSON objects of one member, streamed; runaway lines are skipped."""
+        yield from iter_objects(self.lines(name))
+
+    def tail(self, name: str, size: int) -> bytes:
+        """The last ``size`` bytes of one member (the end of a log)."""
+        info = self._check(name, limits.MAX_MEMBER_BYTES, "limits.MAX_MEMBER_BYTES")
+        with self._zip.open(info) as raw:
+            raw.seek(max(0, info.file_size - size))
+            return raw.read()

@@ -33,7 +33,7 @@ import pytest
 from orchestrator.metrics import MetricsParser
 from orchestrator.plan import Job, PlanKind
 from orchestrator.report import BenchmarkSpec, BenchmarkSummary, Report, load, report, to_json
-from orchestrator.results import RunDir
+from orchestrator.results import RunDir, job_status
 
 FOLDER = Path(__file__).parent / "data" / "milabench" / "8xGPU.2025-01-15"
 
@@ -215,7 +215,13 @@ def test_milabench_benchmark_output_scored_unchanged(tmp_path: Path) -> None:
                 rec.log(line)
             else:
                 rec.event(ev)
-        rec.finish(-15, "cancelled")
+        # voir stops a benchmark by killing it after its measurements: the runner's verdict
+        rec.finish(
+            -15,
+            *job_status(
+                "failed", -15, "killed by SIGTERM", early_stop=True, train_rates=60, nan_loss=False
+            ),
+        )
     assert parser.warnings == 0
     ours, theirs = row(report([run.path]), "resnet50"), row(report([alone]), "resnet50")
     for field in (

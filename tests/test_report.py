@@ -181,7 +181,8 @@ def test_missing_benchmark_lowers_the_score(tmp_path: Path) -> None:
     ("kwargs", "success", "why"),
     [
         ({"rc": 0}, True, None),
-        ({"rc": -15, "status": "cancelled", "early_stop": True}, True, None),
+        ({"rc": -15, "status": "failed", "early_stop": True}, True, None),
+        ({"rc": -15, "status": "cancelled", "early_stop": True}, False, "cancelled: cancelled here"),
         ({"rc": 0, "losses": (1.0, float("nan"))}, False, "nan: NaN loss"),
         ({"rc": 1, "status": "failed"}, False, "exit: failed here"),
         ({"rc": None, "status": "timeout"}, False, "timeout: timeout here"),
@@ -545,7 +546,7 @@ def test_failure_causes() -> None:
         == "exit: RuntimeError: shapes differ"
     )
     assert cause(return_code=0, status="ok") == "no-rate: exited 0 without a training rate"
-    assert cause(return_code=143, status="cancelled") == "signal: killed by SIGTERM"
+    assert cause(return_code=143, status="cancelled") == "cancelled: cancelled before it ended"
 
 
 def test_nodes_from_meta_and_from_kubernetes_node_events(tmp_path: Path) -> None:

@@ -49,6 +49,10 @@ def classify(job: JobResult) -> Failure:
     status, code = job.status, job.return_code
     if status == "timeout":
         return Failure("timeout", job.reason or "exceeded its time limit")
+    if status == "cancelled":  # stopped by mbctl (Ctrl-C): `run --resume` runs it again
+        return Failure("cancelled", job.reason or "cancelled before it ended")
+    if status == "queued":  # never admitted or placed in its queue_timeout
+        return Failure("queued", job.reason or "queued until its queue_timeout")
     oom = next((line.strip()[:300] for line in reversed(lines) if _OOM.search(line)), None)
     if status == "oom" or oom:
         return Failure("oom", oom or job.reason or "out of memory")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import zipfile
@@ -14,16 +13,16 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Final
 
 from orchestrator import sysinfo
+from orchestrator.archives import BoundedZip
 from orchestrator.errors import ResultsError
+from orchestrator.metrics import MAX_RATE
 from orchestrator.report.model import MILABENCH_SUFFIX, BenchmarkSpec, JobResult, RunData
-from orchestrator.results import EVENTS_SUFFIX, LOG_SUFFIX, META_FILE, RunDir
+from orchestrator.results import EVENTS_SUFFIX, LOG_SUFFIX, META_FILE, STDERR_SUFFIX, RunDir
 from orchestrator.telemetry import TELEMETRY_FILE
 
 #: Lines of a failed job's output kept to find its cause (the log is read from its end).
 LOG_TAIL_LINES: Final = 40
 _LOG_TAIL_BYTES: Final = 32 * 1024
-#: A job's standard error, where runs that keep it apart from stdout write it (tracebacks).
-STDERR_SUFFIX: Final = ".stderr.log"
 #: Keys of a ``start`` event that describe the program, not the device it ran on.
 _START_KEYS: Final = frozenset({"event", "t", "bench", "argv", "pid"})
 
@@ -119,7 +118,7 @@ def _milabench_scan(
         if event == "data" and isinstance(data, dict):
             if "rate" in data and data.get("task") == "train":
                 rate = _number(data["rate"])
-                if rate is not None:
+                if rate is not None and 0 <= rate <= MAX_RATE:  # metrics' rule for our runs
                     rates.append(rate)
                     times.append(_number(data.get("time")))
                 if units is None and isinstance(data.get("units"), str):
@@ -409,25 +408,19 @@ def _load_milabench_dir(path: Path) -> RunData | None:
     return _load_milabench(str(path), path.name, ((str(f), partial(_read_lines, f)) for f in files))
 
 
-def _zip_lines(zf: zipfile.ZipFile, name: str) -> Iterable[str]:
-    with zf.open(name) as raw:
-        yield from io.TextIOWrapper(raw, encoding="utf-8", errors="replace")
-
-
-def _zip_tail(zf: zipfile.ZipFile, *names: str) -> list[str]:
+def _zip_tail(zf: BoundedZip, *names: str) -> list[str]:
     lines: list[str] = []
     for name in names:
-        if name in zf.NameToInfo:
-            with zf.open(name) as raw:
-                raw.seek(max(0, zf.getinfo(name).file_size - _LOG_TAIL_BYTES))
-                lines += _tail(raw.read)
+        if name in zf:
+            lines += _tail(partial(zf.tail, name))
     return lines
 
 
 def _load_zip(path: Path) -> list[RunData]:
+    """Runs in a zip, read as streams under archives' caps (members, sizes, ratio, lines)."""
     runs: list[RunData] = []
-    with zipfile.ZipFile(path) as zf:
-        names = sorted(n for n in zf.namelist() if not n.endswith("/"))
+    with BoundedZip(path) as zf:
+        names = zf.names()
         roots = sorted(
             str(PurePosixPath(n).parent) for n in names if PurePosixPath(n).name == META_FILE
         )
@@ -441,8 +434,8 @@ def _load_zip(path: Path) -> list[RunData]:
                 raise ResultsError(f"{path}: {prefix}{META_FILE} is not a JSON object")
             label = str(meta.get("run_id", PurePosixPath(root).name or path.stem))
             run = _mbctl_run(f"{path}:{prefix}", label, meta)
-            if prefix + str(TELEMETRY_FILE) in zf.NameToInfo:
-                run.host_power = _host_power(_zip_lines(zf, prefix + str(TELEMETRY_FILE)))
+            if prefix + str(TELEMETRY_FILE) in zf:
+                run.host_power = _host_power(zf.lines(prefix + str(TELEMETRY_FILE)))
             members = [
                 n
                 for n in names
@@ -453,13 +446,13 @@ def _load_zip(path: Path) -> list[RunData]:
             jobs = []
             for n in members:
                 job_id = n[len(prefix) : -len(EVENTS_SUFFIX)]
-                job = mbctl_job(_parse(_zip_lines(zf, n)), f"{path}:{n}", job_id)
+                job = mbctl_job(_parse(zf.lines(n)), f"{path}:{n}", job_id)
                 logs = (prefix + job_id + LOG_SUFFIX, prefix + job_id + STDERR_SUFFIX)
                 jobs.append((f"{path}:{n}", _finish_job(job, partial(_zip_tail, zf, *logs))))
             runs.append(_collect(run, jobs))
         data = [n for n in names if n.endswith(MILABENCH_SUFFIX)]
         if data:
-            files = ((f"{path}:{n}", partial(_zip_lines, zf, n)) for n in data)
+            files = ((f"{path}:{n}", partial(zf.lines, n)) for n in data)
             runs.append(_load_milabench(str(path), path.stem, files))
     return runs
 

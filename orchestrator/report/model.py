@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from orchestrator.results import job_status
+
 nan: Final = math.nan
 PASS_THRESHOLD: Final = 0.01
 MILABENCH_SUFFIX: Final = ".data"
@@ -30,7 +32,18 @@ class BenchmarkSpec:
 class Failure:
     """Why a job failed: a kind a reader can act on and the evidence (a log line, a reason)."""
 
-    kind: Literal["timeout", "oom", "signal", "import", "nan", "no-rate", "exit", "incomplete"]
+    kind: Literal[
+        "timeout",
+        "oom",
+        "signal",
+        "import",
+        "nan",
+        "no-rate",
+        "exit",
+        "incomplete",
+        "cancelled",
+        "queued",
+    ]
     detail: str
 
     def __str__(self) -> str:
@@ -95,12 +108,22 @@ class JobResult:
 
     @property
     def success(self) -> bool:
-        """Milabench's rule: stopped early, or exited 0 with a training rate and no NaN loss."""
-        return (
-            self.early_stop
-            or self.nolog
-            or (self.return_code == 0 and not self.nan_loss and bool(self.rates))
+        """One rule with the CLI and summary.json, ``results.job_status``, applied to what
+        the job's events say: an mbctl job's exit status (the runner's verdict, so the rule
+        leaves it as it is), or a Milabench job's return code (Milabench has no exit status).
+        Milabench's rule inside it: stopped early, or exited 0 with a training rate and no
+        NaN loss."""
+        if self.nolog:
+            return True
+        status, _ = job_status(
+            self.status or ("ok" if self.return_code == 0 else "failed"),
+            self.return_code,
+            self.reason,
+            early_stop=self.early_stop,
+            train_rates=len(self.rates),
+            nan_loss=self.nan_loss,
         )
+        return status == "ok"
 
     @property
     def duration(self) -> float | None:
