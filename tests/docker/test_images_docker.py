@@ -74,7 +74,7 @@ def test_rebuild_is_a_noop(
     def no_build(*args: Any, **kwargs: Any) -> str:
         raise AssertionError("an existing tag was rebuilt")
 
-    monkeypatch.setattr(images, "build_image", no_build)
+    monkeypatch.setattr(images.build, "build_image", no_build)
     started = time.monotonic()
     again = images.build_images(docker_client, base_spec, specs)
     assert all(b.cached for b in again) and time.monotonic() - started < 5

@@ -1,0 +1,170 @@
+"""The engine (Docker SDK, imported lazily): find and build images."""
+
+from __future__ import annotations
+
+import tempfile
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from orchestrator.errors import ImageError
+from orchestrator.images.context import write_context
+from orchestrator.images.inputs import (
+    _ANSI,
+    _ENGINE_CHATTER,
+    _RUN_FAILED,
+    LOG_TAIL,
+    Log,
+    _quiet,
+)
+from orchestrator.images.plan import ImageSpec
+
+if TYPE_CHECKING:
+    pass
+
+# --- the engine (Docker SDK; imported lazily) ----------------------------------------------
+
+
+def engine(timeout: int = 600) -> Any:
+    """A Docker client that answered a ping; BackendUnavailable otherwise.
+
+    The long timeout is for pushes and pulls, whose streams may pause while a large layer moves."""
+    from orchestrator.backends.docker import connect
+
+    return connect(timeout)
+
+
+def _first_line(exc: BaseException) -> str:
+    explanation = getattr(exc, "explanation", None)
+    text = str(explanation or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _errors() -> Any:
+    import docker.errors
+
+    return docker.errors
+
+
+def find_image(client: Any, ref: str) -> Any | None:
+    """The local image called ``ref`` (tag, ``repo@digest`` or ID), or None."""
+    errors = _errors()
+    try:
+        return client.images.get(ref)
+    except errors.ImageNotFound:
+        return None
+    except errors.APIError as exc:
+        raise ImageError(f"cannot inspect image {ref}: {_first_line(exc)}") from None
+
+
+class BuildFailed(ImageError):
+    """A build stopped: which image, at which Dockerfile step, and the engine's last lines."""
+
+    def __init__(self, spec: ImageSpec, step: str | None, error: str, tail: Sequence[str]) -> None:
+        where = f"at {step}" if step else "before its first step"
+        # the classic builder repeats the whole RUN line in its error; the step already names it
+        error = _RUN_FAILED.sub(r"the command exited with code \1", error.strip())
+        lines = "".join(f"\n  | {line}" for line in tail)
+        super().__init__(f"build of {spec.name} ({spec.vendor}) failed {where}: {error}{lines}")
+        self.image = spec.name
+        self.step = step
+        self.tail = list(tail)
+
+
+@dataclass(frozen=True)
+class Built:
+    """An image ``build_images`` produced, or found already built under the same tag."""
+
+    spec: ImageSpec
+    image_id: str
+    cached: bool
+
+
+def build_image(
+    client: Any,
+    spec: ImageSpec,
+    *,
+    no_cache: bool = False,
+    network: str | None = None,
+    log: Log = _quiet,
+) -> str:
+    """Build ``spec`` and return the image ID; BuildFailed on any error, with the last lines.
+
+    ``network`` is the network of the RUN steps: ``none`` proves a wheelhouse build is offline,
+    ``host`` helps where the engine has no NAT. It changes how, not what, so it is not hashed."""
+    errors = _errors()
+    tail: deque[str] = deque(maxlen=LOG_TAIL)
+    step: str | None = None
+    image_id: str | None = None
+    with tempfile.TemporaryFile() as fileobj:
+        write_context(spec.context, fileobj)
+        fileobj.seek(0)
+        try:
+            stream = client.api.build(
+                fileobj=fileobj,
+                custom_context=True,
+                tag=spec.tag,
+                rm=True,
+                forcerm=True,
+                pull=False,  # base images are resolved beforehand; local-only ones must not be looked up remotely
+                nocache=no_cache,
+                decode=True,
+                buildargs=dict(spec.build_args),
+                labels=dict(spec.labels),
+                platform=spec.platform,
+                network_mode=network,
+            )
+            for event in stream:
+                if "error" in event:
+                    raise BuildFailed(spec, step, _ANSI.sub("", str(event["error"])), tail)
+                if "aux" in event and isinstance(event["aux"], dict) and "ID" in event["aux"]:
+                    image_id = event["aux"]["ID"]
+                for line in _ANSI.sub("", str(event.get("stream", ""))).splitlines():
+                    if not line.strip():
+                        continue
+                    if line.startswith("Step "):
+                        step = " ".join(line.split())
+                    if not line.startswith(_ENGINE_CHATTER):
+                        tail.append(line)
+                    log(spec.name, line)
+        except errors.APIError as exc:
+            raise BuildFailed(spec, step, _first_line(exc), tail) from None
+    if image_id is None:
+        image = find_image(client, spec.tag)
+        if image is None:
+            raise BuildFailed(spec, step, "the engine reported no image", tail)
+        image_id = image.id
+    return image_id
+
+
+def build_images(
+    client: Any,
+    base: ImageSpec,
+    specs: Sequence[ImageSpec],
+    *,
+    no_cache: bool = False,
+    network: str | None = None,
+    log: Log = _quiet,
+) -> list[Built]:
+    """Build what is missing: a tag that exists is never rebuilt (unless ``no_cache``), and the
+    vendor base only when some benchmark image needs building."""
+    done: list[Built] = []
+    base_ready = False
+    for spec in specs:
+        existing = None if no_cache else find_image(client, spec.tag)
+        if existing is not None:
+            done.append(Built(spec, existing.id, cached=True))
+            continue
+        if not base_ready:
+            found = None if no_cache else find_image(client, base.tag)
+            base_id = (
+                found.id
+                if found is not None
+                else build_image(client, base, no_cache=no_cache, network=network, log=log)
+            )
+            done.insert(0, Built(base, base_id, cached=found is not None))
+            base_ready = True
+        image_id = build_image(client, spec, no_cache=no_cache, network=network, log=log)
+        done.append(Built(spec, image_id, cached=False))
+    return done

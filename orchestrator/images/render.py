@@ -1,0 +1,100 @@
+"""Dockerfiles from the templates of images/ (pure), and the shell check of their RUN lines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from orchestrator import vendors
+from orchestrator.errors import ImageError
+from orchestrator.images.inputs import BENCHMARK_TEMPLATE, BaseRef, templates_root
+from orchestrator.vendors import Vendor
+
+if TYPE_CHECKING:
+    import jinja2
+
+
+# --- rendering (pure) ----------------------------------------------------------------------
+
+
+@lru_cache(maxsize=4)
+def _environment(root: Path) -> jinja2.Environment:
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(root),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+
+
+def render(template: str, *, root: Path | None = None, **values: Any) -> str:
+    """Render one template of ``images/``; a missing template or variable is an ImageError."""
+    import jinja2
+
+    root = root or templates_root()
+    try:
+        return _environment(root).get_template(template).render(template=template, **values)
+    except jinja2.TemplateNotFound as exc:
+        raise ImageError(
+            f"no template {exc.name} in {root}", hint="set MBCTL_IMAGES to the images/ folder"
+        ) from None
+    except jinja2.UndefinedError as exc:
+        raise ImageError(f"template {template}: {exc.message}") from None
+
+
+def render_base(
+    vendor: str | Vendor,
+    base: BaseRef,
+    *,
+    ca_bundle: bool = False,
+    wheelhouse: bool = False,
+    build_args: Iterable[str] = (),
+    root: Path | None = None,
+) -> str:
+    """The Dockerfile of the vendor's shared base image (``images/base-<vendor>.Dockerfile.j2``)."""
+    spec = vendors.get(vendor)
+    return render(
+        f"base-{spec.vendor.value}.Dockerfile.j2",
+        root=root,
+        vendor=spec.vendor.value,
+        vendor_title=spec.title,
+        base_image=base.pinned,
+        python="python3",
+        ca_bundle=ca_bundle,
+        wheelhouse=wheelhouse,
+        packages=list(spec.image_packages),
+        torch_index=spec.torch_index,
+        build_args=sorted(build_args),
+    )
+
+
+def render_benchmark(
+    name: str,
+    vendor: str | Vendor,
+    base_image: str,
+    *,
+    requirements: bool = True,
+    wheelhouse: bool = False,
+    build_args: Iterable[str] = (),
+    root: Path | None = None,
+) -> str:
+    """The Dockerfile of one benchmark's image, ``FROM`` the vendor's mbctl base image."""
+    spec = vendors.get(vendor)
+    return render(
+        BENCHMARK_TEMPLATE,
+        root=root,
+        name=name,
+        vendor=spec.vendor.value,
+        vendor_title=spec.title,
+        base_image=base_image,
+        requirements=requirements,
+        wheelhouse=wheelhouse,
+        torch_index=spec.torch_index,
+        build_args=sorted(build_args),
+    )
