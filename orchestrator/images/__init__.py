@@ -42,11 +42,13 @@ from orchestrator.images.inputs import (
     Log,
     base_image_name,
     base_ref_of,
+    bench_framework,
     image_names,
     parse_base_images,
     parse_pairs,
     requirements_file,
     templates_root,
+    unsupported,
 )
 from orchestrator.images.lock import (
     Lock,
@@ -57,6 +59,7 @@ from orchestrator.images.lock import (
     write_lock,
 )
 from orchestrator.images.plan import (
+    PIP_HELPER,
     ImageSpec,
     plan_images,
 )
@@ -76,6 +79,7 @@ from orchestrator.images.render import (
     render,
     render_base,
     render_benchmark,
+    run_lines,
 )
 
 __all__ = [
@@ -90,6 +94,7 @@ __all__ = [
     "LOG_TAIL",
     "NAMESPACE",
     "OCI",
+    "PIP_HELPER",
     "BaseRef",
     "BuildFailed",
     "BuildOptions",
@@ -104,6 +109,7 @@ __all__ = [
     "Verified",
     "base_image_name",
     "base_ref_of",
+    "bench_framework",
     "build_image",
     "build_images",
     "build_time",
@@ -130,8 +136,10 @@ __all__ = [
     "requirements_file",
     "resolve_base",
     "resolve_images",
+    "run_lines",
     "source_info",
     "templates_root",
+    "unsupported",
     "verify_lock",
     "write_context",
     "write_lock",

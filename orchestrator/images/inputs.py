@@ -9,7 +9,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import yaml
+
 from orchestrator import vendors
+from orchestrator.config import benchmarks_root
 from orchestrator.errors import ConfigError
 from orchestrator.vendors import Vendor
 
@@ -188,12 +191,34 @@ def requirements_file(bench_dir: Path, vendor: str | Vendor) -> Path | None:
     return None
 
 
-def image_names(suite: Suite, vendor: str | Vendor) -> list[str]:
+def bench_framework(folder: Path) -> str | None:
+    """The ``framework`` of a benchmark folder's bench.yaml (torch, jax, ...), None without one."""
+    path = folder / "bench.yaml"
+    if not path.is_file():
+        return None
+    data = yaml.safe_load(path.read_text()) or {}
+    value = data.get("framework") if isinstance(data, dict) else None
+    return str(value) if value else None
+
+
+def unsupported(suite: Suite, vendor: str | Vendor, root: Path | None = None) -> dict[str, str]:
+    """Benchmark folder → why it has no image on ``vendor`` (JAX where the vendor has no plugin)."""
+    spec = vendors.get(vendor)
+    root = root or benchmarks_root()
+    reasons: dict[str, str] = {}
+    for bench in suite.benchmarks:
+        if spec.jax_unsupported and bench_framework(root / bench.definition) == "jax":
+            reasons[bench.definition] = f"JAX on {spec.vendor.value}: {spec.jax_unsupported}"
+    return reasons
+
+
+def image_names(suite: Suite, vendor: str | Vendor, root: Path | None = None) -> list[str]:
     """The benchmark folders whose images ``suite`` needs on ``vendor``, once each, in suite order."""
     spec = vendors.get(vendor)
+    skipped = unsupported(suite, spec.vendor, root)
     names: list[str] = []
     for bench in suite.benchmarks:
         supported = bench.vendors is None or spec.vendor in bench.vendors
-        if supported and bench.definition not in names:
+        if supported and bench.definition not in names and bench.definition not in skipped:
             names.append(bench.definition)
     return names

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from orchestrator import vendors
 from orchestrator.config import benchmarks_root
@@ -23,15 +22,34 @@ from orchestrator.images.inputs import (
     BaseRef,
     BuildOptions,
     ContextSource,
+    bench_framework,
     requirements_file,
+    templates_root,
 )
 from orchestrator.images.render import render_base, render_benchmark
 from orchestrator.vendors import Vendor
 
-if TYPE_CHECKING:
-    pass
-
 # --- planning: what to build, with which tags (pure) ---------------------------------------
+
+#: The install stage's helper script (images/mbctl-pip.py), run by the base's own interpreter.
+PIP_HELPER = "mbctl-pip.py"
+
+
+def _requirements(
+    name: str, folder: Path, requirements: Path | None, spec: vendors.VendorSpec
+) -> ContextSource | None:
+    """The benchmark's requirements, plus the vendor's jaxlib plugin for a JAX benchmark: CPU
+    jaxlib alone in an accelerator image would measure the host."""
+    if bench_framework(folder) != "jax":
+        return requirements
+    if spec.jax_unsupported:
+        raise ConfigError(
+            f"benchmark {name!r} uses JAX, which is unsupported on {spec.vendor.value}: {spec.jax_unsupported}"
+        )
+    if spec.jax_plugin is None:
+        return requirements
+    text = requirements.read_text() if requirements is not None else ""
+    return f"{text.rstrip()}\n# the vendor's jaxlib plugin (mbctl vendor table)\n{spec.jax_plugin}\n".encode()
 
 
 @dataclass(frozen=True)
@@ -71,7 +89,8 @@ def plan_images(
     build_args = dict(options.build_args)
     wheelhouse = options.wheelhouse is not None
 
-    extra: dict[str, ContextSource] = {}
+    # the install stage's helper: part of every context, so a change to it changes every tag
+    extra: dict[str, ContextSource] = {PIP_HELPER: templates_root() / PIP_HELPER}
     if options.wheelhouse is not None:
         extra["wheelhouse"] = options.wheelhouse
     base_dockerfile = render_base(
@@ -119,7 +138,8 @@ def plan_images(
             name,
             spec.vendor,
             base_tag,
-            requirements=requirements is not None,
+            requirements=requirements is not None
+            or (spec.jax_plugin is not None and bench_framework(folder) == "jax"),
             wheelhouse=wheelhouse,
             build_args=build_args,
         )
@@ -129,8 +149,9 @@ def plan_images(
             "code": folder,
             **extra,
         }
-        if requirements is not None:
-            context["requirements.txt"] = requirements
+        wanted = _requirements(name, folder, requirements, spec)
+        if wanted is not None:
+            context["requirements.txt"] = wanted
         tag = image_tag(
             options.registry,
             name,

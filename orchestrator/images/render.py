@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
 def _environment(root: Path) -> jinja2.Environment:
     import jinja2
 
-    return jinja2.Environment(
+    env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(root),
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
@@ -31,6 +32,9 @@ def _environment(root: Path) -> jinja2.Environment:
         keep_trailing_newline=True,
         autoescape=False,
     )
+    # a requirement such as nvidia-ml-py>=12 is a redirect to the shell unless quoted
+    env.filters["shell_quote"] = shlex.quote
+    return env
 
 
 def render(template: str, *, root: Path | None = None, **values: Any) -> str:
@@ -69,6 +73,7 @@ def render_base(
         ca_bundle=ca_bundle,
         wheelhouse=wheelhouse,
         packages=list(spec.image_packages),
+        framework=list(spec.framework_packages),
         torch_index=spec.torch_index,
         build_args=sorted(build_args),
     )
@@ -95,6 +100,26 @@ def render_benchmark(
         base_image=base_image,
         requirements=requirements,
         wheelhouse=wheelhouse,
+        framework=list(spec.framework_packages),
         torch_index=spec.torch_index,
         build_args=sorted(build_args),
     )
+
+
+def run_lines(dockerfile: str) -> list[str]:
+    """The shell command of every ``RUN`` instruction, continuation lines joined (for checks)."""
+    commands: list[str] = []
+    current: list[str] | None = None
+    for line in dockerfile.splitlines():
+        if current is None:
+            if not line.startswith("RUN "):
+                continue
+            current = []
+            line = line[4:]
+        if line.rstrip().endswith("\\"):
+            current.append(line.rstrip()[:-1])
+            continue
+        current.append(line)
+        commands.append(" ".join(part.strip() for part in current))
+        current = None
+    return commands

@@ -1,0 +1,138 @@
+"""mbctl's install-stage helper, run by the base's own interpreter: what pip may install, and how.
+
+    mbctl-pip.py plan --framework NAMES --out DIR [-r FILE]... [REQUIREMENT]...
+        Writes DIR/constraints.txt, pinning every distribution the interpreter sees (our venv, the
+        system's dist-packages, a conda env: a vendor's torch lives in any of them) plus the lines of
+        $PIP_CONSTRAINT, and DIR/requirements.txt, the requirements pip is asked for. A requirement on
+        a framework package (NAMES, comma-separated) whose vendor build does not satisfy it is left
+        out with a note: the vendor's build is what the image measures, even a pre-release such as
+        Gaudi's 2.4.0a0 below ``torch>=2.4``. Another base package that a requirement wants newer is
+        not pinned, so the venv shadows it, as before.
+    mbctl-pip.py compile DIR
+        Byte-compiles DIR with PEP 552 checked-hash pycs (no timestamps: two builds give the same
+        files), paths recorded as they will be in the final image.
+
+Standard library and pip's vendored ``packaging`` only: it runs on every vendor's Python (3.8+).
+"""
+
+import argparse
+import compileall
+import os
+import py_compile
+import re
+import sys
+from importlib import metadata
+
+from pip._vendor.packaging.requirements import InvalidRequirement, Requirement
+
+
+def canonical(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def installed():
+    """Name -> (version, location) of each distribution on sys.path; the first one wins, as for import."""
+    found = {}
+    for dist in metadata.distributions():
+        name = dist.metadata["Name"]
+        if not name:
+            continue
+        key = canonical(name)
+        if key not in found:
+            found[key] = (dist.version, str(dist.locate_file("")))
+    return found
+
+
+def read_lines(path):
+    lines = []
+    with open(path) as f:
+        for raw in f:
+            line = raw.split(" #", 1)[0].strip()
+            if line and not line.startswith("#"):
+                lines.append(line)
+    return lines
+
+
+def plan(args):
+    wanted = list(args.requirements)
+    for path in args.requirement:
+        wanted.extend(read_lines(path))
+    framework = {canonical(n) for n in args.framework.split(",") if n}
+    have = installed()
+    unpinned = set()
+    keep = []
+    for line in wanted:
+        try:
+            req = Requirement(line)
+        except InvalidRequirement:
+            keep.append(line)  # options such as --extra-index-url pass through to pip
+            continue
+        key = canonical(req.name)
+        if key not in have or req.specifier.contains(have[key][0], prereleases=True):
+            keep.append(line)
+            continue
+        version, where = have[key]
+        if key in framework:
+            print(f"mbctl: {line} left out: the base provides {req.name} {version} at {where} (vendor build kept)")
+        else:
+            print(f"mbctl: {line}: the base's {req.name} {version} is not pinned; the venv gets its own copy")
+            unpinned.add(key)
+            keep.append(line)
+    pins = {}
+    for key, (version, _) in sorted(have.items()):
+        if key not in unpinned:
+            pins[key] = f"{key}=={version}"
+    # NGC pins its own stack through PIP_CONSTRAINT; carry it over so it holds even where a
+    # command-line --constraint would take the variable's place.
+    extra = os.environ.get("PIP_CONSTRAINT", "")
+    for path in extra.split():
+        if os.path.isfile(path):
+            for line in read_lines(path):
+                try:
+                    key = canonical(Requirement(line).name)
+                except InvalidRequirement:
+                    continue
+                if key not in unpinned:
+                    pins.setdefault(key, line)
+    os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "constraints.txt"), "w") as f:
+        f.write("".join(line + "\n" for _, line in sorted(pins.items())))
+    with open(os.path.join(args.out, "requirements.txt"), "w") as f:
+        f.write("".join(line + "\n" for line in keep))
+    print(f"mbctl: {len(pins)} packages of {sys.executable} pinned, {len(keep)} requirements to install")
+
+
+def compile_tree(args):
+    root = os.path.abspath(args.dir)
+    if not os.path.isdir(root):
+        return
+    ok = compileall.compile_dir(
+        root,
+        quiet=1,
+        stripdir=root,
+        prependdir="/",
+        invalidation_mode=py_compile.PycInvalidationMode.CHECKED_HASH,
+        workers=1,
+    )
+    # As pip does: a module that does not compile (a py2 test file in a wheel) is left as source.
+    print(f"mbctl: byte-compiled {root} with checked-hash pycs" + ("" if ok else " (some files skipped)"))
+
+
+def main():
+    parser = argparse.ArgumentParser(prog="mbctl-pip.py")
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("plan")
+    p.add_argument("--framework", default="")
+    p.add_argument("--out", required=True)
+    p.add_argument("-r", "--requirement", action="append", default=[])
+    p.add_argument("requirements", nargs="*")
+    p.set_defaults(run=plan)
+    c = commands.add_parser("compile")
+    c.add_argument("dir")
+    c.set_defaults(run=compile_tree)
+    args = parser.parse_args()
+    args.run(args)
+
+
+if __name__ == "__main__":
+    main()
