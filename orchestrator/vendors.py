@@ -70,7 +70,6 @@ class VendorSpec:
         return {**self.device_env, **{name: value for name in self.visible_devices_env}}
 
 
-
 VENDORS: dict[Vendor, VendorSpec] = {
     Vendor.CPU: VendorSpec(
         vendor=Vendor.CPU,
