@@ -1,0 +1,113 @@
+"""The real templates on stand-ins of each vendor's base: the final image keeps the vendor's framework.
+
+Each stand-in (tests/infra/standins/) lays out Python as its vendor does: NGC's system dist-packages
+with PIP_CONSTRAINT, ROCm's conda env first on PATH, Gaudi's system Python with a 2.x.0a0+git torch,
+Intel's IPEX next to torch's XPU build. The benchmark asks for ``torch>=2.4`` and the wheelhouse
+offers a plain ``torch 2.6.0``: an install stage that pins only its own venv (mbctl before issue 12)
+installs that torch over ROCm's, Gaudi's and Intel's, and these tests fail.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+from imagesupport import ROOT
+from standins import EXPECTED, PROBE, build_standin, make_wheelhouse
+
+from orchestrator import images
+from orchestrator.errors import ConfigError
+from orchestrator.vendors import Vendor
+
+pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+PROBE_BENCH = "probe"
+
+
+@pytest.fixture(scope="session")
+def bench_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """benchkit and jaxmlp from the tree, and a torch benchmark that wants a newer torch."""
+    root = tmp_path_factory.mktemp("benchmarks")
+    (root / "benchkit").symlink_to(ROOT / "benchmarks" / "benchkit")
+    (root / "jaxmlp").symlink_to(ROOT / "benchmarks" / "jaxmlp")
+    probe = root / PROBE_BENCH
+    probe.mkdir()
+    (probe / "main.py").write_text("import torch\n")
+    (probe / "bench.yaml").write_text("name: probe\nframework: torch\n")
+    (probe / "requirements.txt").write_text("torch>=2.4\n")
+    return root
+
+
+@pytest.fixture(scope="session")
+def stub_wheels(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+
+
+def _build(
+    client: Any, vendor: str, base_image: str, root: Path, wheels: Path, names: list[str]
+) -> dict[str, str]:
+    standin = build_standin(client, vendor, base_image)
+    options = images.BuildOptions(
+        base_images={Vendor(vendor): standin}, wheelhouse=wheels, registry="mbctl-test"
+    )
+    base = images.resolve_base(client, standin)
+    base_spec, specs = images.plan_images(names, vendor, options, base, root=root)
+    built = images.build_images(client, base_spec, specs, network="none")
+    return {b.spec.name: b.spec.tag for b in built}
+
+
+def _probe(client: Any, tag: str, *modules: str) -> dict[str, Any]:
+    output = client.containers.run(
+        tag, ["-c", PROBE, *modules], entrypoint=["python"], remove=True, network_disabled=True
+    )
+    return dict(json.loads(output.decode().strip().splitlines()[-1]))
+
+
+@pytest.mark.parametrize("vendor", ["cuda", "rocm", "hpu", "xpu"])
+def test_final_image_imports_the_vendor_framework(
+    docker_client: Any, base_image: str, bench_root: Path, stub_wheels: Path, vendor: str
+) -> None:
+    expected = EXPECTED[vendor]
+    jax = expected["jax_plugin"] is not None
+    names = [PROBE_BENCH, "jaxmlp"] if jax else [PROBE_BENCH]
+    tags = _build(docker_client, vendor, base_image, bench_root, stub_wheels, names)
+
+    found = _probe(docker_client, tags[PROBE_BENCH], *expected["extra"])
+    assert (found["version"], found["path"]) == (expected["version"], expected["path"])
+    key, value = expected["build"]
+    assert found["build"][key] == value
+    assert found["extra"] == expected["extra"]
+    # one torch only: the vendor's, not a second copy shadowing it from the venv
+    assert found["torch_dists"] == [str(Path(expected["path"]).parent.parent)]
+    if jax:
+        plugins = _probe(docker_client, tags["jaxmlp"])["jax_plugins"]
+        assert plugins[expected["jax_plugin"]] and plugins["jaxlib"] == "0.6.2"
+
+
+@pytest.mark.parametrize("vendor", ["hpu", "xpu"])
+def test_jax_is_unsupported_where_the_vendor_has_no_plugin(
+    bench_root: Path, stub_wheels: Path, vendor: str
+) -> None:
+    options = images.BuildOptions(wheelhouse=stub_wheels)
+    with pytest.raises(ConfigError, match=f"uses JAX, which is unsupported on {vendor}"):
+        images.plan_images(["jaxmlp"], vendor, options, images.BaseRef("x"), root=bench_root)
+
+
+def test_installed_pycs_are_hash_based(
+    docker_client: Any, base_image: str, bench_root: Path, stub_wheels: Path
+) -> None:
+    """PEP 552 checked-hash pycs: no build time inside the installed files."""
+    tags = _build(docker_client, "rocm", base_image, bench_root, stub_wheels, [PROBE_BENCH])
+    script = (
+        "import benchkit, glob, importlib.util, os; "
+        "d = os.path.join(os.path.dirname(benchkit.__file__), '__pycache__'); "
+        "print(*sorted({open(p, 'rb').read(8)[4:8].hex() for p in glob.glob(d + '/*.pyc')}))"
+    )
+    output = docker_client.containers.run(
+        tags[PROBE_BENCH], ["-c", script], entrypoint=["python"], remove=True
+    )
+    flags = {struct.unpack("<I", bytes.fromhex(word))[0] for word in output.decode().split()}
+    assert flags == {0b11}  # hash-based (bit 0) and checked (bit 1)
