@@ -84,7 +84,9 @@ class Throughput(L.Callback):
 
 def train(args: argparse.Namespace) -> None:
     L.seed_everything(args.seed, verbose=False)
-    accelerator = "cpu" if args.device == "cpu" else "auto"
+    # the planned vendor's device or a clear error (never a quiet CPU run), and its accelerator
+    benchkit.torch_device(args.device)
+    accelerator = benchkit.lightning_accelerator("cpu" if args.device == "cpu" else "auto")
     precision = args.precision
     if precision == "16-mixed" and (accelerator == "cpu" or not torch.cuda.is_available()):
         precision = "bf16-mixed"  # CPUs have no fast fp16 kernels (Milabench does the same)

@@ -15,14 +15,14 @@ from typing import Any
 def relaunch_under_torchrun(devices: int) -> None:
     """Replace this process by torchrun with one worker per device, unless already a worker.
 
-    ``devices`` < 0 means every visible CUDA device (at least one).
+    ``devices`` < 0 means every visible device of the planned vendor (at least one).
     """
     if "LOCAL_RANK" in os.environ:
         return
     if devices < 0:
-        import torch
+        from .device import device_count
 
-        devices = max(torch.cuda.device_count(), 1)
+        devices = max(device_count(), 1)
     if devices > 1:
         command = ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={devices}"]
         os.execv(sys.executable, [sys.executable, *command, *sys.argv])
@@ -30,18 +30,14 @@ def relaunch_under_torchrun(devices: int) -> None:
 
 def init_distributed(requested: str) -> tuple[Any, int]:
     """The torch device of this rank and the world size (1 without torchrun)."""
-    from .device import torch_device
+    from .device import dist_backend, set_rank_device, torch_device
 
     if "LOCAL_RANK" not in os.environ:
         return torch_device(requested), 1
     import torch
 
-    local_rank = int(os.environ["LOCAL_RANK"])
-    device = torch_device(requested)
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    device = set_rank_device(torch_device(requested), int(os.environ["LOCAL_RANK"]))
+    torch.distributed.init_process_group(dist_backend(device))
     return device, torch.distributed.get_world_size()
 
 
