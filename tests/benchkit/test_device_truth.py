@@ -80,9 +80,9 @@ def test_session_fails_with_one_error_when_the_planned_device_is_missing(
     if torch.cuda.is_available():
         pytest.skip("this host has a GPU")
     monkeypatch.setenv("MBCTL_VENDOR", "rocm")
-    with pytest.raises(SystemExit) as stopped:
-        with lifecycle.session("probe", argv=["probe"], telemetry=None, emitter=captured.emitter):
-            raise AssertionError("the body must not run")  # pragma: no cover
+    session = lifecycle.session("probe", argv=["probe"], telemetry=None, emitter=captured.emitter)
+    with pytest.raises(SystemExit) as stopped, session:
+        raise AssertionError("the body must not run")  # pragma: no cover
     assert stopped.value.code == 1
     assert captured.names() == ["start", "error"]
     assert "device" not in captured.events("start")[0]
