@@ -404,21 +404,29 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def detect_vendor(vendor: Vendor) -> tuple[Detection | None, str]:
+    """The devices of one accelerator vendor on this host, or None, and why (``mbctl doctor``)."""
+    match vendor:
+        case Vendor.CUDA:
+            return _detect_cuda()
+        case Vendor.ROCM:
+            return _detect_rocm()
+        case Vendor.HPU:
+            return _detect_smi(
+                Vendor.HPU,
+                "hl-smi",
+                ["-Q", "index,name,memory.total,uuid", "-f", "csv,noheader,nounits"],
+            )
+        case Vendor.XPU:
+            return _detect_smi(Vendor.XPU, "xpu-smi", ["discovery", "--dump", "1,2,16,3"])
+    return None, f"{vendor}: not an accelerator"
+
+
 def detect() -> Detection:
     """Find the accelerators of this host: NVIDIA, AMD, Gaudi, Intel, else the CPU."""
     reasons: list[str] = []
-    probes = (
-        _detect_cuda,
-        _detect_rocm,
-        lambda: _detect_smi(
-            Vendor.HPU,
-            "hl-smi",
-            ["-Q", "index,name,memory.total,uuid", "-f", "csv,noheader,nounits"],
-        ),
-        lambda: _detect_smi(Vendor.XPU, "xpu-smi", ["discovery", "--dump", "1,2,16,3"]),
-    )
-    for probe in probes:
-        found, why = probe()
+    for vendor in (Vendor.CUDA, Vendor.ROCM, Vendor.HPU, Vendor.XPU):
+        found, why = detect_vendor(vendor)
         reasons.append(why)
         if found is not None:
             return Detection(found.vendor, found.devices, found.driver, tuple(reasons))

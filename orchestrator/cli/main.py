@@ -73,6 +73,7 @@ def _register() -> None:
     from orchestrator.cli import (
         compose,
         containers,
+        doctor,
         images,
         info,
         k8s,
@@ -91,6 +92,7 @@ def _register() -> None:
     images.register(app)
     containers.register(app)
     submission.register(app)
+    doctor.register(app)
 
 
 _register()
