@@ -48,6 +48,43 @@ def test_base_template_of_each_vendor(vendor: Vendor) -> None:
     )
 
 
+def _shell_problems(command: str) -> list[str]:
+    """What is wrong with one RUN command: bash's syntax check, then any unquoted redirect."""
+    import shlex
+    import subprocess
+
+    done = subprocess.run(
+        ["bash", "-n", "-c", command], capture_output=True, text=True, check=False
+    )
+    problems = [done.stderr.strip()] if done.returncode else []
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    redirects = [token for token in lexer if token.startswith(("<", ">")) or token.endswith(">")]
+    # a requirement such as nvidia-ml-py>=12 left unquoted makes the shell write a file named =12
+    problems += [f"unquoted redirect {token!r}" for token in redirects]
+    return problems
+
+
+@pytest.mark.parametrize("vendor", list(Vendor))
+@pytest.mark.parametrize("wheelhouse", [False, True], ids=["index", "wheelhouse"])
+def test_every_run_line_is_one_shell_command_without_redirects(
+    vendor: Vendor, wheelhouse: bool
+) -> None:
+    base = images.BaseRef(name=vendors.get(vendor).base_image, digest=DIGEST)
+    texts = [
+        images.render_base(vendor, base, ca_bundle=True, wheelhouse=wheelhouse),
+        images.render_benchmark("matmul", vendor, "localhost/mbctl/base:x", wheelhouse=wheelhouse),
+    ]
+    commands = [command for text in texts for command in images.run_lines(text)]
+    assert len(commands) >= 3
+    assert {c: _shell_problems(c) for c in commands} == {c: [] for c in commands}
+
+
+def test_the_shell_check_catches_an_unquoted_specifier() -> None:
+    text = "RUN python -m pip install \\\n        nvidia-ml-py>=12\n"
+    (command,) = images.run_lines(text)
+    assert _shell_problems(command) == ["unquoted redirect '>'"]
+
+
 def test_base_template_air_gapped() -> None:
     base = images.BaseRef(name="mbctl-test/python-base:bookworm", digest=IMAGE_ID, local=True)
     text = images.render_base(Vendor.CPU, base, wheelhouse=True, build_args=["PIP_INDEX_URL"])
