@@ -76,6 +76,9 @@ except Exception as exc:
 print(json.dumps(result))
 """
 
+#: The checks whose failure stops a suite before its first job (telemetry only loses GPU readings).
+FATAL = frozenset({"image", "framework"})
+
 _RUNTIME_FIX = {
     Vendor.CUDA: "install the NVIDIA Container Toolkit and run `nvidia-ctk runtime configure --runtime=docker`",
     Vendor.ROCM: "install the amdgpu kernel driver (amdgpu-dkms) so that /dev/kfd and /dev/dri/renderD* exist",
@@ -154,7 +157,7 @@ def check_devices(vendor: Vendor) -> tuple[Check, vendors.Detection | None]:
     return Check("devices", True, f"{len(found.devices)} × {names}{driver}"), found
 
 
-def _probe_checks(vendor: Vendor, output: str, where: str) -> list[Check]:
+def _probe_checks(vendor: Vendor, output: str, where: str, fix: str) -> list[Check]:
     """The framework and telemetry checks from the probe's JSON line."""
     lines = [line for line in output.splitlines() if line.startswith("{")]
     if not lines:
@@ -179,11 +182,6 @@ def _probe_checks(vendor: Vendor, output: str, where: str) -> list[Check]:
         )
         checks = [Check("framework", True, detail)]
     else:
-        fix = (
-            f"use the {vendor.value} image or a Python with the vendor's framework build"
-            if vendor is not Vendor.CPU
-            else "install torch or jax in that Python"
-        )
         checks = [Check("framework", False, framework["detail"], fix)]
     monitor = _TELEMETRY[vendor]
     telemetry = result.get("telemetry")
@@ -233,7 +231,12 @@ def host_probe(
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return [Check("framework", False, f"cannot run {executable}: {exc}", "pass --python PATH")]
-    return _probe_checks(vendor, done.stdout + done.stderr, executable)
+    fix = (
+        f"pass --python with the {vendor.value} build of the framework, or check --image IMAGE"
+        if vendor is not Vendor.CPU
+        else "install torch or jax in that Python, or pass --python"
+    )
+    return _probe_checks(vendor, done.stdout + done.stderr, executable, fix)
 
 
 def image_preflight(
@@ -268,7 +271,13 @@ def image_preflight(
         detail = str(getattr(exc, "explanation", None) or exc).splitlines()[0]
         fix = _RUNTIME_FIX.get(spec.vendor, "")
         return [Check("framework", False, f"cannot start {image}: {detail}", fix)]
-    return _probe_checks(spec.vendor, output.decode(errors="replace"), image)
+    fix = (
+        f"run it where a {spec.vendor.value} device is exposed; `mbctl doctor --vendor "
+        f"{spec.vendor.value}` shows what this host lacks"
+        if spec.vendor is not Vendor.CPU
+        else "rebuild the image: its framework does not import"
+    )
+    return _probe_checks(spec.vendor, output.decode(errors="replace"), image, fix)
 
 
 def check_cache(data_dir: Path) -> Check:

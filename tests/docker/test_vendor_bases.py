@@ -10,6 +10,7 @@ installs that torch over ROCm's, Gaudi's and Intel's, and these tests fail.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -111,3 +112,31 @@ def test_installed_pycs_are_hash_based(
     )
     flags = {struct.unpack("<I", bytes.fromhex(word))[0] for word in output.decode().split()}
     assert flags == {0b11}  # hash-based (bit 0) and checked (bit 1)
+
+
+def test_preflight_of_an_image_on_a_host_without_its_device(
+    docker_client: Any, base_image: str, bench_root: Path, stub_wheels: Path
+) -> None:
+    """doctor's in-image part: ROCm's torch in the image, no AMD GPU here: one clear failure."""
+    from types import SimpleNamespace
+
+    from orchestrator.backends.docker import DockerBackend
+    from orchestrator.doctor import image_preflight
+    from orchestrator.errors import ImageError
+
+    tag = _build(docker_client, "rocm", base_image, bench_root, stub_wheels, [PROBE_BENCH])[
+        PROBE_BENCH
+    ]
+    checks = {c.name: c for c in image_preflight(docker_client, tag, "rocm")}
+    where = "torch 2.3.0+rocm6.2.3 at /opt/conda/envs/py_3.11/lib/python3.11/site-packages/torch"
+    assert not checks["framework"].ok
+    assert checks["framework"].detail.startswith(f"{where} sees no ROCm device")
+    assert not checks["telemetry"].ok  # the stand-in's amdsmi finds no driver
+    assert all(c.ok for c in image_preflight(docker_client, tag, "cpu"))
+
+    backend = DockerBackend(client=docker_client)
+    job = SimpleNamespace(vendor="rocm", devices=())
+    message = re.escape(f"image {tag} cannot run rocm jobs: framework: {where} sees no ROCm")
+    with pytest.raises(ImageError, match=message):
+        backend._preflight(job, tag)  # type: ignore[arg-type]
+    backend._preflight(job, tag)  # once per image: the second job is not held up again
