@@ -11,12 +11,16 @@
     mbctl-pip.py compile DIR
         Byte-compiles DIR with PEP 552 checked-hash pycs (no timestamps: two builds give the same
         files), paths recorded as they will be in the final image.
+    mbctl-pip.py manifest DIR OUT
+        Lists ``sha256  /path`` of every file installed under DIR into DIR/OUT, so two builds can be
+        compared file by file (``mbctl lock verify --rebuild``).
 
 Standard library and pip's vendored ``packaging`` only: it runs on every vendor's Python (3.8+).
 """
 
 import argparse
 import compileall
+import hashlib
 import os
 import py_compile
 import re
@@ -118,6 +122,26 @@ def compile_tree(args):
     print(f"mbctl: byte-compiled {root} with checked-hash pycs" + ("" if ok else " (some files skipped)"))
 
 
+def manifest(args):
+    """DIR/OUT: ``sha256  /path`` of every file under DIR, paths as in the final image, sorted."""
+    root = os.path.abspath(args.dir)
+    target = os.path.join(root, args.out.lstrip("/"))
+    lines = []
+    for folder, dirs, files in os.walk(root):
+        dirs.sort()
+        for name in files:
+            path = os.path.join(folder, name)
+            if path == target or os.path.islink(path):
+                continue
+            with open(path, "rb") as f:
+                digest = hashlib.sha256(f.read()).hexdigest()
+            lines.append(f"{digest}  /{os.path.relpath(path, root)}\n")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    with open(target, "w") as f:
+        f.writelines(sorted(lines, key=lambda line: line[66:]))
+    print(f"mbctl: {len(lines)} installed files listed in {args.out}")
+
+
 def main():
     parser = argparse.ArgumentParser(prog="mbctl-pip.py")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +154,10 @@ def main():
     c = commands.add_parser("compile")
     c.add_argument("dir")
     c.set_defaults(run=compile_tree)
+    m = commands.add_parser("manifest")
+    m.add_argument("dir")
+    m.add_argument("out")
+    m.set_defaults(run=manifest)
     args = parser.parse_args()
     args.run(args)
 

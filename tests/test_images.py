@@ -272,9 +272,23 @@ def test_options_and_base_change_every_tag(bench_root: Path, tmp_path: Path) -> 
         assert all(a != b for a, b in zip(before, variant, strict=True))
     ca.write_text("-----BEGIN CERTIFICATE-----\nother\n")
     assert tags(bench_root, images.BuildOptions(ca_bundle=ca)) != variants[0]
-    assert tags(bench_root, images.BuildOptions(registry="reg:5000/lab"))[1].startswith(
-        "reg:5000/lab/mbctl/alpha:cpu-"
-    )
+    elsewhere = tags(bench_root, images.BuildOptions(registry="reg:5000/lab"))
+    assert elsewhere[1].startswith("reg:5000/lab/mbctl/alpha:cpu-")
+    # the registry names where an image goes, not what it is: the same versions everywhere
+    assert [t.rpartition(":")[2] for t in elsewhere] == [t.rpartition(":")[2] for t in before]
+
+
+def test_a_dependency_lock_replaces_the_ranges_and_shapes_the_tag(bench_root: Path) -> None:
+    before = tags(bench_root)
+    lock = images.deps_lock_file(bench_root / "alpha", Vendor.CPU)
+    lock.write_text("numpy==2.0.0 --hash=sha256:" + "a" * 64 + "\n")
+    _, (alpha, _beta) = plan(bench_root)
+    assert alpha.name == "alpha" and alpha.context["requirements.txt"] == lock
+    assert "--require-hashes --no-deps --requirement" in alpha.dockerfile
+    after = tags(bench_root)
+    assert after[1] != before[1] and after[2:] == before[2:]  # only the locked image moves
+    lock.write_text("numpy==2.0.1 --hash=sha256:" + "b" * 64 + "\n")
+    assert tags(bench_root)[1] not in (after[1], before[1])
 
 
 def test_wheelhouse_content_is_hashed(bench_root: Path, tmp_path: Path) -> None:
@@ -634,6 +648,45 @@ def test_push_refused_by_the_registry() -> None:
 def test_push_without_a_built_image() -> None:
     with pytest.raises(ImageError, match="no cpu image of matmul in the engine"):
         images.push_images(FakeClient(), ["matmul"], "cpu", "reg:5000")
+
+
+def test_push_takes_the_image_the_current_tree_builds() -> None:
+    older = FakeImage("sha256:" + "4" * 64, built_labels())
+    newer = FakeImage(IMAGE_ID, {**built_labels(), f"{images.OCI}version": "cpu-ffffffffffff"})
+    newer.attrs["Created"] = "2026-01-01T00:00:00Z"
+    client = FakeClient({"old": older, "new": newer})
+    client.api.events = [{"aux": {"Tag": "cpu-0123456789ab", "Digest": DIGEST, "Size": 1}}]
+    entries = images.push_images(
+        client, ["matmul"], "cpu", "reg:5000", versions={"matmul": "cpu-0123456789ab"}
+    )
+    assert entries["matmul"].image_id == older.id  # not the newest: the one of this tree
+    with pytest.raises(ImageError, match=r"\(cpu-aaaaaaaaaaaa\) is not in the engine; it has "):
+        images.push_images(
+            client, ["matmul"], "cpu", "reg:5000", versions={"matmul": "cpu-aaaaaaaaaaaa"}
+        )
+
+
+def test_lock_mixed_with_a_registry_fallback_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from orchestrator import config
+
+    suite = config.load_suite(ROOT / "benchmarks" / "suites" / "smoke.yaml")
+    first = suite.benchmarks[0]
+    lock = tmp_path / "images.lock.yaml"
+    images.write_lock(images.Lock().updated("cpu", {first.definition: entry("r/mbctl/x")}), lock)
+    with caplog.at_level("WARNING", logger="mbctl.images"):
+        refs = images.image_refs(suite, "cpu", registry="reg", lock=lock)
+    assert refs[first.name].startswith("r/mbctl/x@")
+    others = [b.name for b in suite.benchmarks[1:]]
+    assert caplog.messages == [
+        f"warning: {', '.join(others)} not in {lock}: using the floating registry tag "
+        "reg/mbctl/<folder>:cpu (not pinned by digest)"
+    ]
+    caplog.clear()
+    images.image_refs(suite, "cpu", registry="reg")  # no lock: nothing mixed, nothing said
+    images.image_refs(suite, "cpu", lock=lock)
+    assert caplog.messages == []
 
 
 def test_verify_and_resolve_compare_image_ids() -> None:

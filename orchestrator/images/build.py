@@ -5,8 +5,8 @@ from __future__ import annotations
 import tempfile
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, replace
+from typing import Any
 
 from orchestrator.errors import ImageError
 from orchestrator.images.context import write_context
@@ -15,13 +15,11 @@ from orchestrator.images.inputs import (
     _ENGINE_CHATTER,
     _RUN_FAILED,
     LOG_TAIL,
+    MANIFEST,
     Log,
     _quiet,
 )
 from orchestrator.images.plan import ImageSpec
-
-if TYPE_CHECKING:
-    pass
 
 # --- the engine (Docker SDK; imported lazily) ----------------------------------------------
 
@@ -168,3 +166,62 @@ def build_images(
         image_id = build_image(client, spec, no_cache=no_cache, network=network, log=log)
         done.append(Built(spec, image_id, cached=False))
     return done
+
+
+@dataclass(frozen=True)
+class Rebuilt:
+    """One image built again from scratch next to the existing one: same installed files?"""
+
+    name: str
+    tag: str
+    files: int
+    differing: tuple[str, ...]
+    same_image_id: bool
+
+    @property
+    def ok(self) -> bool:
+        return not self.differing
+
+
+def installed_manifest(client: Any, ref: str) -> dict[str, str]:
+    """Path -> sha256 of the files pip installed into image ``ref`` (its MANIFEST)."""
+    errors = _errors()
+    try:
+        output = client.containers.run(
+            ref, entrypoint=["cat", MANIFEST], remove=True, network_disabled=True
+        )
+    except errors.ContainerError:
+        raise ImageError(
+            f"{ref} has no {MANIFEST}", hint="rebuild it with this mbctl (mbctl build)"
+        ) from None
+    pairs = (line.split("  ", 1) for line in output.decode().splitlines() if line)
+    return {path: digest for digest, path in pairs}
+
+
+def rebuild_and_compare(
+    client: Any,
+    base: ImageSpec,
+    specs: Sequence[ImageSpec],
+    *,
+    network: str | None = None,
+    log: Log = _quiet,
+) -> list[Rebuilt]:
+    """Build each image (when missing), then again with no cache under a scratch tag, and compare
+    the installed files of the two; the scratch image is removed afterwards."""
+    built = {
+        b.spec.tag: b.image_id for b in build_images(client, base, specs, network=network, log=log)
+    }
+    results = []
+    for spec in specs:
+        scratch = replace(spec, tag=f"{spec.tag}-rebuild")
+        again = build_image(client, scratch, no_cache=True, network=network, log=log)
+        try:
+            first = installed_manifest(client, spec.tag)
+            second = installed_manifest(client, scratch.tag)
+        finally:
+            client.images.remove(scratch.tag, noprune=False)
+        differing = sorted(p for p in first.keys() | second.keys() if first.get(p) != second.get(p))
+        results.append(
+            Rebuilt(spec.name, spec.tag, len(first), tuple(differing), built[spec.tag] == again)
+        )
+    return results

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO
 from urllib.parse import urlsplit, urlunsplit
 
 from orchestrator import vendors
@@ -31,9 +31,6 @@ from orchestrator.images.inputs import (
     ContextSource,
 )
 from orchestrator.vendors import Vendor
-
-if TYPE_CHECKING:
-    pass
 
 # --- build context and content hash (pure but for reading files) ---------------------------
 

@@ -30,6 +30,8 @@ LOG_TAIL = 20
 OCI = "org.opencontainers.image."
 LABEL_BENCHMARK = "mbctl.benchmark"
 LABEL_VENDOR = "mbctl.vendor"
+#: Every benchmark image lists its pip-installed files here (``sha256  /path``), for rebuild checks.
+MANIFEST = "/opt/mbctl/installed.sha256"
 #: Set when ``base.digest`` is the local image ID of an imported or locally built base image.
 LABEL_BASE_LOCAL = "mbctl.base.local"
 
@@ -181,8 +183,14 @@ def _repository(ref: str) -> str:
     return ref
 
 
+def deps_lock_file(bench_dir: Path, vendor: str | Vendor) -> Path:
+    """Where ``mbctl lock deps`` writes a benchmark's pinned, hashed requirements for ``vendor``."""
+    return bench_dir / f"requirements.{vendors.get(vendor).vendor.value}.lock"
+
+
 def requirements_file(bench_dir: Path, vendor: str | Vendor) -> Path | None:
-    """``requirements.<vendor>.txt`` when the benchmark has one, else ``requirements.txt``, else None."""
+    """``requirements.<vendor>.txt`` when the benchmark has one, else ``requirements.txt``, else None
+    (the ranges a dependency lock is resolved from)."""
     spec = vendors.get(vendor)
     for candidate in (f"requirements.{spec.vendor.value}.txt", "requirements.txt"):
         path = bench_dir / candidate

@@ -6,7 +6,7 @@ import os
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -15,9 +15,6 @@ from orchestrator import vendors
 from orchestrator.config import load_model
 from orchestrator.images.inputs import _DIGEST, LOCK_FILE
 from orchestrator.vendors import Vendor
-
-if TYPE_CHECKING:
-    pass
 
 # --- the lock ------------------------------------------------------------------------------
 

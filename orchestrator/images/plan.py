@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from orchestrator import vendors
@@ -23,6 +24,7 @@ from orchestrator.images.inputs import (
     BuildOptions,
     ContextSource,
     bench_framework,
+    deps_lock_file,
     requirements_file,
     templates_root,
 )
@@ -35,7 +37,7 @@ from orchestrator.vendors import Vendor
 PIP_HELPER = "mbctl-pip.py"
 
 
-def _requirements(
+def bench_requirements(
     name: str, folder: Path, requirements: Path | None, spec: vendors.VendorSpec
 ) -> ContextSource | None:
     """The benchmark's requirements, plus the vendor's jaxlib plugin for a JAX benchmark: CPU
@@ -128,36 +130,47 @@ def plan_images(
         platform=options.platform,
     )
 
+    base_version_ref = f"{NAMESPACE}/{BASE_NAME}:{base_tag.rpartition(':')[2]}"
     benches: list[ImageSpec] = []
     for name in names:
         folder = root / name
         if not (folder / "main.py").is_file():
             raise ConfigError(f"benchmark {name!r}: {folder}/main.py does not exist")
-        requirements = requirements_file(folder, spec.vendor)
-        dockerfile = render_benchmark(
+        locked = deps_lock_file(folder, spec.vendor)
+        wanted = (
+            locked
+            if locked.is_file()
+            else bench_requirements(name, folder, requirements_file(folder, spec.vendor), spec)
+        )
+
+        shape = partial(
+            render_benchmark,
             name,
             spec.vendor,
-            base_tag,
-            requirements=requirements is not None
-            or (spec.jax_plugin is not None and bench_framework(folder) == "jax"),
+            requirements=wanted is not None,
+            locked=locked.is_file(),
             wheelhouse=wheelhouse,
             build_args=build_args,
         )
+        dockerfile = shape(base_tag)
         context: dict[str, ContextSource] = {
             "Dockerfile": dockerfile.encode(),
             "benchkit": root / "benchkit",
             "code": folder,
             **extra,
         }
-        wanted = _requirements(name, folder, requirements, spec)
         if wanted is not None:
             context["requirements.txt"] = wanted
+        # The tag hashes the Dockerfile as if FROM named the base by content alone: the same
+        # tree, lock and options give the same tag under every --registry.
+        hashed_dockerfile = shape(base_version_ref)
+        hashed = {**context, "Dockerfile": hashed_dockerfile.encode()}
         tag = image_tag(
             options.registry,
             name,
             spec.vendor,
             content_hash(
-                context, build_args=build_args, platform=options.platform, base_digest=base.digest
+                hashed, build_args=build_args, platform=options.platform, base_digest=base.digest
             ),
         )
         benches.append(

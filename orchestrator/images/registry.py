@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from orchestrator.images.inputs import (
 )
 from orchestrator.images.lock import Lock, LockBase, LockEntry, read_lock
 from orchestrator.vendors import Vendor
+
+#: Warnings for the CLI (printed on stderr when nothing configured logging).
+log = logging.getLogger("mbctl.images")
 
 if TYPE_CHECKING:
     from orchestrator.config import Benchmark, Suite
@@ -74,8 +78,9 @@ def resolve_base(
 # --- push, verify, resolve -----------------------------------------------------------------
 
 
-def local_image(client: Any, name: str, vendor: str | Vendor) -> Any:
-    """The newest local image built for benchmark folder ``name`` on ``vendor``."""
+def local_image(client: Any, name: str, vendor: str | Vendor, *, version: str | None = None) -> Any:
+    """The local image built for benchmark folder ``name`` on ``vendor``: the one of ``version``
+    (``<vendor>-<hash>``, what the current tree builds) when given, else the newest."""
     spec = vendors.get(vendor)
     errors = _errors()
     try:
@@ -89,6 +94,16 @@ def local_image(client: Any, name: str, vendor: str | Vendor) -> Any:
             f"no {spec.vendor.value} image of {name} in the engine",
             hint=f"build it first: mbctl build --vendor {spec.vendor.value}",
         )
+    if version is not None:
+        exact = [i for i in found if (i.labels or {}).get(f"{OCI}version") == version]
+        if not exact:
+            others = sorted({str((i.labels or {}).get(f"{OCI}version")) for i in found})
+            raise ImageError(
+                f"the image of {name} that this tree builds ({version}) is not in the engine; "
+                f"it has {', '.join(others)}, built from other sources or options",
+                hint=f"mbctl build --vendor {spec.vendor.value} with the same options first",
+            )
+        found = exact
     return max(found, key=lambda image: str(image.attrs.get("Created", "")))
 
 
@@ -147,10 +162,20 @@ def push_image(
 
 
 def push_images(
-    client: Any, names: Sequence[str], vendor: str | Vendor, registry: str, *, log: Log = _quiet
+    client: Any,
+    names: Sequence[str],
+    vendor: str | Vendor,
+    registry: str,
+    *,
+    versions: Mapping[str, str] | None = None,
+    log: Log = _quiet,
 ) -> dict[str, LockEntry]:
-    """Push the newest local image of each benchmark folder; the entries for the lock."""
-    images = {name: local_image(client, name, vendor) for name in names}
+    """Push the image of each benchmark folder, the one of ``versions[name]`` (what the current
+    tree builds) when given, else the newest; the entries for the lock."""
+    images = {
+        name: local_image(client, name, vendor, version=(versions or {}).get(name))
+        for name in names
+    }
     return {
         name: push_image(client, image, name, registry, log=log) for name, image in images.items()
     }
@@ -268,6 +293,7 @@ def image_refs(
         )
     locked = read_lock(lock) if lock is not None else None
     refs: dict[str, str] = {}
+    fallback: list[str] = []
     for bench in suite.benchmarks:
         ref = given.get(bench.name) or given.get(bench.definition)
         if ref is None and locked is not None:
@@ -275,6 +301,16 @@ def image_refs(
             ref = entry.ref if entry is not None else None
         if ref is None and registry:
             ref = f"{registry.rstrip('/')}/{NAMESPACE}/{bench.definition}:{chosen.value}"
+            if locked is not None:
+                fallback.append(bench.name)
         if ref is not None:
             refs[bench.name] = ref
+    if fallback:
+        # a pinned lock and floating tags in one run: the run is only partly reproducible
+        log.warning(
+            "warning: %s not in %s: using the floating registry tag %s (not pinned by digest)",
+            ", ".join(fallback),
+            lock,
+            f"{registry}/{NAMESPACE}/<folder>:{chosen.value}",
+        )
     return refs

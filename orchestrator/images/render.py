@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator import vendors
 from orchestrator.errors import ImageError
-from orchestrator.images.inputs import BENCHMARK_TEMPLATE, BaseRef, templates_root
+from orchestrator.images.inputs import BENCHMARK_TEMPLATE, MANIFEST, BaseRef, templates_root
 from orchestrator.vendors import Vendor
 
 if TYPE_CHECKING:
@@ -73,6 +73,7 @@ def render_base(
         ca_bundle=ca_bundle,
         wheelhouse=wheelhouse,
         packages=list(spec.image_packages),
+        locked=False,
         framework=list(spec.framework_packages),
         torch_index=spec.torch_index,
         build_args=sorted(build_args),
@@ -85,11 +86,13 @@ def render_benchmark(
     base_image: str,
     *,
     requirements: bool = True,
+    locked: bool = False,
     wheelhouse: bool = False,
     build_args: Iterable[str] = (),
     root: Path | None = None,
 ) -> str:
-    """The Dockerfile of one benchmark's image, ``FROM`` the vendor's mbctl base image."""
+    """The Dockerfile of one benchmark's image, ``FROM`` the vendor's mbctl base image; with
+    ``locked`` its requirements are a dependency lock, installed with ``--require-hashes``."""
     spec = vendors.get(vendor)
     return render(
         BENCHMARK_TEMPLATE,
@@ -99,6 +102,8 @@ def render_benchmark(
         vendor_title=spec.title,
         base_image=base_image,
         requirements=requirements,
+        locked=locked,
+        manifest=MANIFEST,
         wheelhouse=wheelhouse,
         framework=list(spec.framework_packages),
         torch_index=spec.torch_index,

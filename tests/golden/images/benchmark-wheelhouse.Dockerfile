@@ -14,7 +14,8 @@ RUN python /tmp/mbctl/mbctl-pip.py plan --out /tmp/mbctl/pip --framework torch,t
 COPY benchkit/ /tmp/mbctl/benchkit/
 RUN python -m pip install --root /tmp/mbctl/stage --no-deps --no-build-isolation --no-index --no-compile \
         /tmp/mbctl/benchkit \
- && python /tmp/mbctl/mbctl-pip.py compile /tmp/mbctl/stage
+ && python /tmp/mbctl/mbctl-pip.py compile /tmp/mbctl/stage \
+ && python /tmp/mbctl/mbctl-pip.py manifest /tmp/mbctl/stage /opt/mbctl/installed.sha256
 
 FROM localhost/mbctl/base:cpu-0123456789ab
 COPY --from=install /tmp/mbctl/stage/ /
