@@ -1,13 +1,14 @@
 """mbctl's install-stage helper, run by the base's own interpreter: what pip may install, and how.
 
     mbctl-pip.py plan --framework NAMES --out DIR [-r FILE]... [REQUIREMENT]...
-        Writes DIR/constraints.txt, pinning every distribution the interpreter sees (our venv, the
-        system's dist-packages, a conda env: a vendor's torch lives in any of them) plus the lines of
-        $PIP_CONSTRAINT, and DIR/requirements.txt, the requirements pip is asked for. A requirement on
-        a framework package (NAMES, comma-separated) whose vendor build does not satisfy it is left
-        out with a note: the vendor's build is what the image measures, even a pre-release such as
-        Gaudi's 2.4.0a0 below ``torch>=2.4``. Another base package that a requirement wants newer is
-        not pinned, so the venv shadows it, as before.
+        Writes DIR/constraints.txt and DIR/requirements.txt. The constraints pin the framework
+        packages (NAMES, comma-separated) wherever the interpreter finds them (our venv, the
+        system's dist-packages, a conda env: a vendor's torch lives in any of them) with the
+        packages they depend on, every package of our venv, and the lines of $PIP_CONSTRAINT. A
+        requirement on a framework package whose vendor build does not satisfy it is left out with
+        a note: the vendor's build is what the image measures, even a pre-release such as Gaudi's
+        2.4.0a0 below ``torch>=2.4``. Other packages of the image's Python may be shadowed by a
+        newer copy in the venv.
     mbctl-pip.py compile DIR
         Byte-compiles DIR with PEP 552 checked-hash pycs (no timestamps: two builds give the same
         files), paths recorded as they will be in the final image.
@@ -35,16 +36,36 @@ def canonical(name):
 
 
 def installed():
-    """Name -> (version, location) of each distribution on sys.path; the first one wins, as for import."""
+    """Name -> distribution on sys.path; the first one wins, as for import."""
     found = {}
     for dist in metadata.distributions():
         name = dist.metadata["Name"]
-        if not name:
-            continue
-        key = canonical(name)
-        if key not in found:
-            found[key] = (dist.version, str(dist.locate_file("")))
+        if name and canonical(name) not in found:
+            found[canonical(name)] = dist
     return found
+
+
+def framework_closure(have, framework):
+    """The framework packages the interpreter has, with everything they need that it has too
+    (torch's sympy, filelock...): the vendor tested them together."""
+    todo = [key for key in framework if key in have]
+    closure = set()
+    while todo:
+        key = todo.pop()
+        if key in closure:
+            continue
+        closure.add(key)
+        for line in have[key].requires or []:
+            try:
+                req = Requirement(line)
+            except InvalidRequirement:
+                continue
+            if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+                continue
+            dep = canonical(req.name)
+            if dep in have:
+                todo.append(dep)
+    return closure
 
 
 def read_lines(path):
@@ -63,41 +84,42 @@ def plan(args):
         wanted.extend(read_lines(path))
     framework = {canonical(n) for n in args.framework.split(",") if n}
     have = installed()
-    unpinned = set()
+    # Pinned: the vendor's framework wherever it lives (with what it needs), and our venv, as
+    # before. Other packages of the image's Python may get a newer copy in the venv (a CPU
+    # torch wheel needs a newer setuptools than Debian's).
+    kept = framework_closure(have, framework)
+    venv = os.path.realpath(sys.prefix)
+    for key, dist in have.items():
+        if os.path.realpath(str(dist.locate_file(""))).startswith(venv + os.sep):
+            kept.add(key)
     keep = []
     for line in wanted:
         try:
             req = Requirement(line)
         except InvalidRequirement:
-            keep.append(line)  # options such as --extra-index-url pass through to pip
+            keep.append(line)  # options and hashed lock lines pass through to pip
             continue
         key = canonical(req.name)
-        if key not in have or req.specifier.contains(have[key][0], prereleases=True):
+        if key not in have or req.specifier.contains(have[key].version, prereleases=True):
             keep.append(line)
             continue
-        version, where = have[key]
+        where = have[key].locate_file("")
         if key in framework:
-            print(f"mbctl: {line} left out: the base provides {req.name} {version} at {where} (vendor build kept)")
+            print(f"mbctl: {line} left out: the base provides {req.name} {have[key].version} at {where} (vendor build kept)")
         else:
-            print(f"mbctl: {line}: the base's {req.name} {version} is not pinned; the venv gets its own copy")
-            unpinned.add(key)
+            print(f"mbctl: {line}: the base's {req.name} {have[key].version} is not pinned; the venv gets its own copy")
+            kept.discard(key)
             keep.append(line)
-    pins = {}
-    for key, (version, _) in sorted(have.items()):
-        if key not in unpinned:
-            pins[key] = f"{key}=={version}"
+    pins = {key: f"{key}=={have[key].version}" for key in sorted(kept)}
     # NGC pins its own stack through PIP_CONSTRAINT; carry it over so it holds even where a
     # command-line --constraint would take the variable's place.
-    extra = os.environ.get("PIP_CONSTRAINT", "")
-    for path in extra.split():
+    for path in os.environ.get("PIP_CONSTRAINT", "").split():
         if os.path.isfile(path):
             for line in read_lines(path):
                 try:
-                    key = canonical(Requirement(line).name)
+                    pins.setdefault(canonical(Requirement(line).name), line)
                 except InvalidRequirement:
                     continue
-                if key not in unpinned:
-                    pins.setdefault(key, line)
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "constraints.txt"), "w") as f:
         f.write("".join(line + "\n" for _, line in sorted(pins.items())))

@@ -140,3 +140,59 @@ def test_preflight_of_an_image_on_a_host_without_its_device(
     with pytest.raises(ImageError, match=message):
         backend._preflight(job, tag)  # type: ignore[arg-type]
     backend._preflight(job, tag)  # once per image: the second job is not held up again
+
+
+def test_dependency_lock_is_resolved_in_the_base_and_installed_with_hashes(
+    docker_client: Any, base_image: str, stub_wheels: Path, tmp_path: Path
+) -> None:
+    import hashlib
+    import shutil
+
+    root = tmp_path / "benchmarks"
+    root.mkdir()
+    (root / "benchkit").symlink_to(ROOT / "benchmarks" / "benchkit")
+    shutil.copytree(ROOT / "benchmarks" / "jaxmlp", root / "jaxmlp")
+    (root / PROBE_BENCH).mkdir()
+    (root / PROBE_BENCH / "main.py").write_text("import torch\n")
+    (root / PROBE_BENCH / "requirements.txt").write_text("torch>=2.4\n")
+    standin = build_standin(docker_client, "rocm", base_image)
+    options = images.BuildOptions(
+        base_images={Vendor.ROCM: standin}, wheelhouse=stub_wheels, registry="mbctl-test"
+    )
+    base = images.resolve_base(docker_client, standin)
+
+    written = images.lock_dependencies(
+        docker_client, ["jaxmlp", PROBE_BENCH], "rocm", options, base, root=root
+    )
+    assert written[PROBE_BENCH][1] == 0  # torch is the base's: nothing to add
+    lock = written["jaxmlp"][0]
+    assert lock == root / "jaxmlp" / "requirements.rocm.lock"
+
+    def pin(name: str, version: str, wheel: str) -> str:
+        digest = hashlib.sha256((stub_wheels / wheel).read_bytes()).hexdigest()
+        return f"{name}=={version} --hash=sha256:{digest}"
+
+    body = [line for line in lock.read_text().splitlines() if not line.startswith("#")]
+    assert body == [
+        pin("jax", "0.6.2", "jax-0.6.2-py3-none-any.whl"),
+        pin("jax-rocm60-pjrt", "0.6.0", "jax_rocm60_pjrt-0.6.0-py3-none-any.whl"),
+        pin("jax-rocm60-plugin", "0.6.0", "jax_rocm60_plugin-0.6.0-py3-none-any.whl"),
+        pin("jaxlib", "0.6.2", "jaxlib-0.6.2-py3-none-any.whl"),
+    ]
+
+    base_spec, (spec,) = images.plan_images(["jaxmlp"], "rocm", options, base, root=root)
+    assert "--require-hashes --no-deps" in spec.dockerfile
+    images.build_images(docker_client, base_spec, [spec], network="none")
+    assert _probe(docker_client, spec.tag)["jax_plugins"]["jax-rocm60-plugin"] == "0.6.0"
+
+    # two builds from the same lock and wheelhouse install the same files
+    (again,) = images.rebuild_and_compare(docker_client, base_spec, [spec], network="none")
+    assert again.ok and again.files > 20, again.differing
+    print(
+        f"rebuild of {spec.tag}: {again.files} files identical, same image ID: {again.same_image_id}"
+    )
+
+    lock.write_text(lock.read_text().replace(body[0][-64:], "0" * 64))
+    _, (tampered,) = images.plan_images(["jaxmlp"], "rocm", options, base, root=root)
+    with pytest.raises(images.BuildFailed, match="DO NOT MATCH THE HASHES"):
+        images.build_images(docker_client, base_spec, [tampered], network="none")
