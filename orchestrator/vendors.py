@@ -412,10 +412,12 @@ def detect_vendor(vendor: Vendor) -> tuple[Detection | None, str]:
         case Vendor.ROCM:
             return _detect_rocm()
         case Vendor.HPU:
+            # HABANA_VISIBLE_MODULES takes module IDs, which need not follow hl-smi's indices:
+            # a detected Gaudi is numbered by its module ID
             return _detect_smi(
                 Vendor.HPU,
                 "hl-smi",
-                ["-Q", "index,name,memory.total,uuid", "-f", "csv,noheader,nounits"],
+                ["-Q", "module_id,name,memory.total,uuid", "-f", "csv,noheader,nounits"],
             )
         case Vendor.XPU:
             return _detect_smi(Vendor.XPU, "xpu-smi", ["discovery", "--dump", "1,2,16,3"])
