@@ -751,6 +751,24 @@ def test_build_without_an_engine_exits_3(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert "start dockerd (make docker-up) or set DOCKER_HOST" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["lock", "deps", "--vendor", "cpu", "--select", "fp32"],
+        ["lock", "verify", "--rebuild", "--vendor", "cpu", "--select", "fp32"],
+        ["push", "--registry", "reg:5000", "--vendor", "cpu", "--select", "fp32"],
+    ],
+    ids=["deps", "rebuild", "push"],
+)
+def test_engine_commands_without_an_engine_exit_3(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv: list[str]
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no.sock")
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 3, result.output
+    assert f"Docker engine not reachable at unix://{tmp_path}/no.sock" in result.stderr
+
+
 def test_lock_commands(tmp_path: Path) -> None:
     from orchestrator.cli import images as images_cli
 
