@@ -80,6 +80,8 @@ def _image_names(
 
     chosen = config.load_selected(suite, select=select or (), exclude=exclude or ())
     names = images.image_names(chosen, vendor)
+    for name, reason in images.unsupported(chosen, vendor).items():
+        err.print(f"note: no image of {name}: {reason}")
     if not names:
         raise ConfigError(f"no benchmark of suite {chosen.name!r} runs on {vendor.value}")
     return names
