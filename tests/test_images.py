@@ -199,6 +199,22 @@ def test_image_names_of_the_smoke_suite() -> None:
     assert set(names) == {b.definition for b in suite.benchmarks}
 
 
+@pytest.mark.parametrize("vendor", ["hpu", "xpu"])
+def test_jax_is_left_out_where_the_vendor_has_no_plugin(vendor: str) -> None:
+    from orchestrator import config
+    from orchestrator.plan import make_plan, parse_devices
+
+    suite = config.load_suite(ROOT / "benchmarks" / "suites" / "smoke.yaml")
+    assert "jaxmlp" not in images.image_names(suite, vendor)
+    assert set(images.unsupported(suite, vendor)) == {"jaxmlp"}
+    assert images.unsupported(suite, "cuda") == {} and "jaxmlp" in images.image_names(suite, "rocm")
+    plan = make_plan(suite, vendor=vendor, devices=parse_devices("1"))
+    (skipped,) = plan.skipped
+    assert skipped.bench == "jax-mlp" and skipped.reason.startswith(
+        f"JAX is unsupported on {vendor}"
+    )
+
+
 # --- context, hash, tags ---------------------------------------------------------------------
 
 
