@@ -36,6 +36,7 @@ from orchestrator.images.deps import (
     resolve_script,
 )
 from orchestrator.images.inputs import (
+    BASE_MANIFEST,
     BASE_NAME,
     BENCHMARK_TEMPLATE,
     DEFAULT_REGISTRY,
@@ -97,6 +98,7 @@ from orchestrator.images.render import (
 )
 
 __all__ = [
+    "BASE_MANIFEST",
     "BASE_NAME",
     "BENCHMARK_TEMPLATE",
     "DEFAULT_REGISTRY",

@@ -14,6 +14,7 @@ from orchestrator.images.inputs import (
     _ANSI,
     _ENGINE_CHATTER,
     _RUN_FAILED,
+    BASE_MANIFEST,
     LOG_TAIL,
     MANIFEST,
     Log,
@@ -183,16 +184,16 @@ class Rebuilt:
         return not self.differing
 
 
-def installed_manifest(client: Any, ref: str) -> dict[str, str]:
-    """Path -> sha256 of the files pip installed into image ``ref`` (its MANIFEST)."""
+def installed_manifest(client: Any, ref: str, path: str = MANIFEST) -> dict[str, str]:
+    """Path -> sha256 of the files pip installed into image ``ref`` (its manifest at ``path``)."""
     errors = _errors()
     try:
         output = client.containers.run(
-            ref, entrypoint=["cat", MANIFEST], remove=True, network_disabled=True
+            ref, entrypoint=["cat", path], remove=True, network_disabled=True
         )
     except errors.ContainerError:
         raise ImageError(
-            f"{ref} has no {MANIFEST}", hint="rebuild it with this mbctl (mbctl build)"
+            f"{ref} has no {path}", hint="rebuild it with this mbctl (mbctl build)"
         ) from None
     pairs = (line.split("  ", 1) for line in output.decode().splitlines() if line)
     return {path: digest for digest, path in pairs}
@@ -207,17 +208,24 @@ def rebuild_and_compare(
     log: Log = _quiet,
 ) -> list[Rebuilt]:
     """Build each image (when missing), then again with no cache under a scratch tag, and compare
-    the installed files of the two; the scratch image is removed afterwards."""
+    the installed files of the two; the scratch image is removed afterwards. The vendor's mbctl
+    base comes first when it installs packages (its own manifest)."""
     built = {
         b.spec.tag: b.image_id for b in build_images(client, base, specs, network=network, log=log)
     }
+    if base.tag not in built:
+        found = find_image(client, base.tag)
+        built[base.tag] = (
+            found.id if found is not None else build_image(client, base, network=network, log=log)
+        )
+    own = [(base, BASE_MANIFEST)] if BASE_MANIFEST in base.dockerfile else []
     results = []
-    for spec in specs:
+    for spec, manifest in [*own, *((s, MANIFEST) for s in specs)]:
         scratch = replace(spec, tag=f"{spec.tag}-rebuild")
         again = build_image(client, scratch, no_cache=True, network=network, log=log)
         try:
-            first = installed_manifest(client, spec.tag)
-            second = installed_manifest(client, scratch.tag)
+            first = installed_manifest(client, spec.tag, manifest)
+            second = installed_manifest(client, scratch.tag, manifest)
         finally:
             client.images.remove(scratch.tag, noprune=False)
         differing = sorted(p for p in first.keys() | second.keys() if first.get(p) != second.get(p))

@@ -32,6 +32,8 @@ LABEL_BENCHMARK = "mbctl.benchmark"
 LABEL_VENDOR = "mbctl.vendor"
 #: Every benchmark image lists its pip-installed files here (``sha256  /path``), for rebuild checks.
 MANIFEST = "/opt/mbctl/installed.sha256"
+#: The same for what the vendor's mbctl base image added (its image packages).
+BASE_MANIFEST = "/opt/mbctl/installed-base.sha256"
 #: Set when ``base.digest`` is the local image ID of an imported or locally built base image.
 LABEL_BASE_LOCAL = "mbctl.base.local"
 

@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator import vendors
 from orchestrator.errors import ImageError
-from orchestrator.images.inputs import BENCHMARK_TEMPLATE, MANIFEST, BaseRef, templates_root
+from orchestrator.images.inputs import (
+    BASE_MANIFEST,
+    BENCHMARK_TEMPLATE,
+    MANIFEST,
+    BaseRef,
+    templates_root,
+)
 from orchestrator.vendors import Vendor
 
 if TYPE_CHECKING:
@@ -74,6 +80,7 @@ def render_base(
         wheelhouse=wheelhouse,
         packages=list(spec.image_packages),
         locked=False,
+        manifest=BASE_MANIFEST,
         framework=list(spec.framework_packages),
         torch_index=spec.torch_index,
         build_args=sorted(build_args),

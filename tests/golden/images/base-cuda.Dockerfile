@@ -31,7 +31,8 @@ RUN python /tmp/mbctl/mbctl-pip.py plan --out /tmp/mbctl/pip --framework torch,t
         'nvidia-ml-py>=12' \
  && python -m pip install --root /tmp/mbctl/stage --no-compile --constraint /tmp/mbctl/pip/constraints.txt \
          --requirement /tmp/mbctl/pip/requirements.txt \
- && python /tmp/mbctl/mbctl-pip.py compile /tmp/mbctl/stage
+ && python /tmp/mbctl/mbctl-pip.py compile /tmp/mbctl/stage \
+ && python /tmp/mbctl/mbctl-pip.py manifest /tmp/mbctl/stage /opt/mbctl/installed-base.sha256
 
 FROM base
 COPY --from=install /tmp/mbctl/stage/ /
