@@ -245,6 +245,18 @@ def _driver_version(vendor: str) -> str | None:
     return None
 
 
+def _cpu_name() -> str:
+    """The CPU model (Linux's /proc/cpuinfo), else what the platform module knows."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _torch_facts(torch: Any, vendor: str) -> dict[str, Any]:
     version = torch.version
     build = {
@@ -261,7 +273,7 @@ def _torch_facts(torch: Any, vendor: str) -> dict[str, Any]:
     facts: dict[str, Any] = {"vendor": vendor, "framework": framework, "driver": None}
     kind = TORCH_TYPES[vendor]
     if kind == "cpu":
-        facts.update(type="cpu", name=platform.processor() or platform.machine(), count=1)
+        facts.update(type="cpu", name=_cpu_name(), count=1)
         facts["runtime"] = None
         return facts
     backend = getattr(torch, kind)
