@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tarfile
 import tempfile
 from collections import deque
 from collections.abc import Sequence
@@ -185,18 +186,29 @@ class Rebuilt:
 
 
 def installed_manifest(client: Any, ref: str, path: str = MANIFEST) -> dict[str, str]:
-    """Path -> sha256 of the files pip installed into image ``ref`` (its manifest at ``path``)."""
+    """Path -> sha256 of the files pip installed into image ``ref`` (its manifest at ``path``).
+
+    Read from a created, never started, container: a container's log of a few MB can end early."""
     errors = _errors()
+    container = client.containers.create(ref, entrypoint=["true"], network_disabled=True)
     try:
-        output = client.containers.run(
-            ref, entrypoint=["cat", path], remove=True, network_disabled=True
-        )
-    except errors.ContainerError:
+        stream, _ = container.get_archive(path)
+        with tempfile.TemporaryFile() as fileobj:
+            for chunk in stream:
+                fileobj.write(chunk)
+            fileobj.seek(0)
+            with tarfile.open(fileobj=fileobj) as tar:
+                member = tar.next()
+                handle = tar.extractfile(member) if member is not None else None
+                text = handle.read().decode() if handle is not None else ""
+    except errors.NotFound:
         raise ImageError(
             f"{ref} has no {path}", hint="rebuild it with this mbctl (mbctl build)"
         ) from None
-    pairs = (line.split("  ", 1) for line in output.decode().splitlines() if line)
-    return {path: digest for digest, path in pairs}
+    finally:
+        container.remove(force=True)
+    pairs = (line.split("  ", 1) for line in text.splitlines() if line)
+    return {name: digest for digest, name in pairs}
 
 
 def rebuild_and_compare(
