@@ -1,4 +1,4 @@
-"""Dockerfiles from the templates of images/ (pure), and the shell check of their RUN lines."""
+"""Dockerfiles from the templates of images/ (pure), and the RUN commands of one (for shell checks)."""
 
 from __future__ import annotations
 

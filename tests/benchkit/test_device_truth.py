@@ -101,6 +101,11 @@ def test_hpu_sync_marks_the_step_then_waits(torch: Any, monkeypatch: pytest.Monk
     monkeypatch.setattr(torch, "hpu", hpu, raising=False)
     device.synchronizer("hpu")(None)
     assert calls == ["mark_step", "synchronize"]
+    hpu.is_available = lambda: True  # type: ignore[attr-defined]
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    calls.clear()
+    device.auto_sync()
+    assert calls == ["mark_step", "synchronize"]
 
 
 def test_distributed_settings_per_vendor(torch: Any, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -213,6 +213,9 @@ def auto_sync(value: Any = None) -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         for backend in _torch_backends_in_use(torch):
+            core = sys.modules.get("habana_frameworks.torch.core")
+            if backend is getattr(torch, "hpu", None) and core is not None:
+                core.mark_step()  # lazy mode: hand the queued graph over before waiting for it
             backend.synchronize()
 
 
