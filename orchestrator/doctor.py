@@ -314,13 +314,8 @@ def diagnose(
         checks += host_probe(spec.vendor, python)
     elif client is None:
         checks.append(Check("framework", False, f"{image} not checked: no engine", engine.fix))
-    elif spec.vendor is not Vendor.CPU and found is None:
-        checks.append(
-            Check(
-                "framework", False, f"{image} not checked: no {spec.vendor.value} device to expose"
-            )
-        )
     else:
+        # without a device to expose the image still runs: its framework says what it lacks
         indices = [d.index for d in found.devices] if found is not None else []
         checks += image_preflight(client, image, spec.vendor, indices)
     checks.append(check_cache(data_dir))
