@@ -60,6 +60,8 @@ def _check_start(ev: Event) -> str | None:
         return "start.versions must be an object of strings"
     if "pid" in ev and type(ev["pid"]) is not int:
         return "start.pid must be an integer"
+    if "device" in ev and type(ev["device"]) is not dict:
+        return "start.device must be an object"
     return None
 
 

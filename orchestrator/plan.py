@@ -89,6 +89,9 @@ def _skip_reason(
         return "disabled in the suite"
     if bench.vendors is not None and vendor not in bench.vendors:
         return f"does not support {vendor} (supports {', '.join(bench.vendors)})"
+    jax_unsupported = vendors.get(vendor).jax_unsupported
+    if jax_unsupported and "jax" in bench.tags:
+        return f"JAX is unsupported on {vendor}: {jax_unsupported}"
     if vendor is not Vendor.CPU and not devices:
         return f"no {vendor} device (pass --devices N to plan for N devices)"
     need = bench.requires.gpus

@@ -61,6 +61,8 @@ class Outcome:
     states: list[JobState] = field(default_factory=list)
     interrupted: bool = False
     versions: dict[str, str] = field(default_factory=dict)
+    #: job id -> the ``device`` its start event reported (what it ran on: benchkit's device facts)
+    devices: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def failed(self) -> list[JobState]:
@@ -102,6 +104,7 @@ class _Supervisor:
         self.reader: threading.Thread | None = None
         self.recorder = run.recorder(state.job)
         self.versions: dict[str, str] = {}
+        self.device: dict[str, Any] | None = None
         self.saw_nan = False
         self.early_stop = False
 
@@ -153,8 +156,11 @@ class _Supervisor:
             kind == "loss" and isinstance(event.get("value"), float) and math.isnan(event["value"])
         ):
             self.saw_nan = True
-        elif kind == "start" and isinstance(event.get("versions"), dict):
-            self.versions.update({str(k): str(v) for k, v in event["versions"].items()})
+        elif kind == "start":
+            if isinstance(event.get("versions"), dict):
+                self.versions.update({str(k): str(v) for k, v in event["versions"].items()})
+            if isinstance(event.get("device"), dict):
+                self.device = event["device"]
         else:
             return
         self.progress.update(self.state)
@@ -306,6 +312,8 @@ def execute(
                     if result is not None:
                         sup.finish(result)
                         outcome.versions.update(sup.versions)
+                        if sup.device is not None:
+                            outcome.devices[sup.state.job.id] = sup.device
                         running.remove(sup)
                 if running:
                     wake.wait(TICK)

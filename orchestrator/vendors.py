@@ -23,6 +23,13 @@ class Vendor(StrEnum):
     XPU = "xpu"
 
 
+#: The environment variable naming the planned vendor inside a job (read by benchkit.device).
+VENDOR_ENV = "MBCTL_VENDOR"
+#: Packages every vendor's torch stack is made of; a vendor adds its own to them.
+TORCH_STACK = ("torch", "torchvision", "torchaudio", "triton")
+_NO_JAX_PLUGIN = "no {title} jaxlib plugin is published for this image; JAX would run on the CPU"
+
+
 @dataclass(frozen=True)
 class VendorSpec:
     """Everything mbctl needs to know about one accelerator family."""
@@ -46,6 +53,16 @@ class VendorSpec:
     )
 
     device_env: dict[str, str] = field(default_factory=dict)
+    framework_packages: tuple[str, ...] = field(
+        default=TORCH_STACK,
+        metadata={"doc": "the base image's framework: kept by every pip install on top of it"},
+    )
+    jax_plugin: str | None = field(
+        default=None, metadata={"doc": "the vendor's jaxlib plugin; None: JAX runs on CPU only"}
+    )
+    jax_unsupported: str | None = field(
+        default=None, metadata={"doc": "why JAX benchmarks are not built or run on this vendor"}
+    )
 
     def visible_devices(self, devices: Sequence[str]) -> dict[str, str]:
         """Environment restricting a process to ``devices`` (empty on CPU)."""
@@ -68,7 +85,7 @@ VENDORS: dict[Vendor, VendorSpec] = {
     Vendor.CUDA: VendorSpec(
         vendor=Vendor.CUDA,
         title="NVIDIA GPUs (CUDA)",
-        base_image="nvcr.io/nvidia/pytorch:25.01-py3",
+        base_image="nvcr.io/nvidia/pytorch:25.10-py3",
         # containers renumber devices from 0; host UUIDs are recorded outside by telemetry
         visible_devices_env=("CUDA_VISIBLE_DEVICES",),
         # CUDA numbers fastest-first by default, NVML by PCI bus: make both agree for telemetry
@@ -76,22 +93,34 @@ VENDORS: dict[Vendor, VendorSpec] = {
         k8s_resource="nvidia.com/gpu",
         telemetry="pynvml (nvidia-ml-py)",
         image_packages=("nvidia-ml-py>=12",),
+        framework_packages=(*TORCH_STACK, "jax", "jaxlib", "jax-cuda12-plugin", "jax-cuda12-pjrt"),
+        # NGC has CUDA in the system: the plugin without its [with-cuda] pip copy of the libraries
+        jax_plugin="jax-cuda12-plugin",
     ),
     Vendor.ROCM: VendorSpec(
         vendor=Vendor.ROCM,
         title="AMD Instinct GPUs (ROCm)",
-        base_image="rocm/pytorch:rocm6.2.3_ubuntu22.04_py3.10_pytorch_release_2.3.0",
+        base_image="rocm/pytorch:rocm6.4.3_ubuntu24.04_py3.12_pytorch_release_2.6.0",
         # not an isolation boundary: only the devices mounted into the container are a boundary
         visible_devices_env=("HIP_VISIBLE_DEVICES", "ROCR_VISIBLE_DEVICES"),
         k8s_resource="amd.com/gpu",
         # the device plugin mounts /dev/kfd and the render nodes; RuntimeDefault allows their
         # ioctls (Docker's seccomp=unconfined is for profilers), so ROCm pods stay "restricted"
         telemetry="amdsmi",
+        framework_packages=(
+            *TORCH_STACK,
+            "pytorch-triton-rocm",
+            "jax",
+            "jaxlib",
+            "jax-rocm60-plugin",
+            "jax-rocm60-pjrt",
+        ),
+        jax_plugin="jax-rocm60-plugin",
     ),
     Vendor.HPU: VendorSpec(
         vendor=Vendor.HPU,
         title="Intel Gaudi accelerators (Habana)",
-        base_image="vault.habana.ai/gaudi-docker/1.18.0/ubuntu22.04/habanalabs/pytorch-installer-2.4.0:latest",
+        base_image="vault.habana.ai/gaudi-docker/1.22.0/ubuntu22.04/habanalabs/pytorch-installer-2.7.1:latest",
         visible_devices_env=("HABANA_VISIBLE_MODULES",),
         k8s_resource="habana.ai/gaudi",
         # the runtime maps its DMA buffers from 2 MiB huge pages (sized per card)
@@ -102,14 +131,29 @@ VENDORS: dict[Vendor, VendorSpec] = {
         k8s_capabilities=("SYS_NICE",),
         k8s_seccomp=None,  # the cluster's default, as in Habana's own examples
         telemetry="hl-smi CSV",
+        framework_packages=(
+            *TORCH_STACK,
+            "habana-torch-plugin",
+            "habana-torch-dataloader",
+            "habana-pyhlml",
+            "lightning-habana",
+        ),
+        jax_unsupported=_NO_JAX_PLUGIN.format(title="Intel Gaudi"),
     ),
     Vendor.XPU: VendorSpec(
         vendor=Vendor.XPU,
         title="Intel Data Center GPUs (XPU)",
-        base_image="intel/intel-extension-for-pytorch:2.3.110-xpu",
+        base_image="intel/intel-extension-for-pytorch:2.8.10-xpu",
         visible_devices_env=("ZE_AFFINITY_MASK",),
         k8s_resource="gpu.intel.com/i915",
         telemetry="xpu-smi",
+        framework_packages=(
+            *TORCH_STACK,
+            "intel-extension-for-pytorch",
+            "oneccl-bind-pt",
+            "pytorch-triton-xpu",
+        ),
+        jax_unsupported=_NO_JAX_PLUGIN.format(title="Intel XPU"),
     ),
 }
 
@@ -364,21 +408,31 @@ def _text(value: str | bytes) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def detect_vendor(vendor: Vendor) -> tuple[Detection | None, str]:
+    """The devices of one accelerator vendor on this host, or None, and why (``mbctl doctor``)."""
+    match vendor:
+        case Vendor.CUDA:
+            return _detect_cuda()
+        case Vendor.ROCM:
+            return _detect_rocm()
+        case Vendor.HPU:
+            # HABANA_VISIBLE_MODULES takes module IDs, which need not follow hl-smi's indices:
+            # a detected Gaudi is numbered by its module ID
+            return _detect_smi(
+                Vendor.HPU,
+                "hl-smi",
+                ["-Q", "module_id,name,memory.total,uuid", "-f", "csv,noheader,nounits"],
+            )
+        case Vendor.XPU:
+            return _detect_smi(Vendor.XPU, "xpu-smi", ["discovery", "--dump", "1,2,16,3"])
+    return None, f"{vendor}: not an accelerator"
+
+
 def detect() -> Detection:
     """Find the accelerators of this host: NVIDIA, AMD, Gaudi, Intel, else the CPU."""
     reasons: list[str] = []
-    probes = (
-        _detect_cuda,
-        _detect_rocm,
-        lambda: _detect_smi(
-            Vendor.HPU,
-            "hl-smi",
-            ["-Q", "index,name,memory.total,uuid", "-f", "csv,noheader,nounits"],
-        ),
-        lambda: _detect_smi(Vendor.XPU, "xpu-smi", ["discovery", "--dump", "1,2,16,3"]),
-    )
-    for probe in probes:
-        found, why = probe()
+    for vendor in (Vendor.CUDA, Vendor.ROCM, Vendor.HPU, Vendor.XPU):
+        found, why = detect_vendor(vendor)
         reasons.append(why)
         if found is not None:
             return Detection(found.vendor, found.devices, found.driver, tuple(reasons))

@@ -338,6 +338,9 @@ def run(
         software = {**rundir.meta().get("system", {}).get("software", {}), **outcome.versions}
         system = {**rundir.meta().get("system", {}), "software": software}
         rundir.update_meta(system=system)
+    if outcome.devices:
+        # what each job ran on, from its start event (device truth, issue 12)
+        rundir.update_meta(devices={**rundir.meta().get("devices", {}), **outcome.devices})
     _record_nodes(backend, rundir, prepared.target.vendor.value)
     return RunResult(rundir, outcome)
 

@@ -48,6 +48,43 @@ def test_base_template_of_each_vendor(vendor: Vendor) -> None:
     )
 
 
+def _shell_problems(command: str) -> list[str]:
+    """What is wrong with one RUN command: bash's syntax check, then any unquoted redirect."""
+    import shlex
+    import subprocess
+
+    done = subprocess.run(
+        ["bash", "-n", "-c", command], capture_output=True, text=True, check=False
+    )
+    problems = [done.stderr.strip()] if done.returncode else []
+    lexer = shlex.shlex(command, posix=True, punctuation_chars=True)
+    redirects = [token for token in lexer if token.startswith(("<", ">")) or token.endswith(">")]
+    # a requirement such as nvidia-ml-py>=12 left unquoted makes the shell write a file named =12
+    problems += [f"unquoted redirect {token!r}" for token in redirects]
+    return problems
+
+
+@pytest.mark.parametrize("vendor", list(Vendor))
+@pytest.mark.parametrize("wheelhouse", [False, True], ids=["index", "wheelhouse"])
+def test_every_run_line_is_one_shell_command_without_redirects(
+    vendor: Vendor, wheelhouse: bool
+) -> None:
+    base = images.BaseRef(name=vendors.get(vendor).base_image, digest=DIGEST)
+    texts = [
+        images.render_base(vendor, base, ca_bundle=True, wheelhouse=wheelhouse),
+        images.render_benchmark("matmul", vendor, "localhost/mbctl/base:x", wheelhouse=wheelhouse),
+    ]
+    commands = [command for text in texts for command in images.run_lines(text)]
+    assert len(commands) >= 3
+    assert {c: _shell_problems(c) for c in commands} == {c: [] for c in commands}
+
+
+def test_the_shell_check_catches_an_unquoted_specifier() -> None:
+    text = "RUN python -m pip install \\\n        nvidia-ml-py>=12\n"
+    (command,) = images.run_lines(text)
+    assert _shell_problems(command) == ["unquoted redirect '>'"]
+
+
 def test_base_template_air_gapped() -> None:
     base = images.BaseRef(name="mbctl-test/python-base:bookworm", digest=IMAGE_ID, local=True)
     text = images.render_base(Vendor.CPU, base, wheelhouse=True, build_args=["PIP_INDEX_URL"])
@@ -162,6 +199,22 @@ def test_image_names_of_the_smoke_suite() -> None:
     assert set(names) == {b.definition for b in suite.benchmarks}
 
 
+@pytest.mark.parametrize("vendor", ["hpu", "xpu"])
+def test_jax_is_left_out_where_the_vendor_has_no_plugin(vendor: str) -> None:
+    from orchestrator import config
+    from orchestrator.plan import make_plan, parse_devices
+
+    suite = config.load_suite(ROOT / "benchmarks" / "suites" / "smoke.yaml")
+    assert "jaxmlp" not in images.image_names(suite, vendor)
+    assert set(images.unsupported(suite, vendor)) == {"jaxmlp"}
+    assert images.unsupported(suite, "cuda") == {} and "jaxmlp" in images.image_names(suite, "rocm")
+    plan = make_plan(suite, vendor=vendor, devices=parse_devices("1"))
+    (skipped,) = plan.skipped
+    assert skipped.bench == "jax-mlp" and skipped.reason.startswith(
+        f"JAX is unsupported on {vendor}"
+    )
+
+
 # --- context, hash, tags ---------------------------------------------------------------------
 
 
@@ -235,9 +288,23 @@ def test_options_and_base_change_every_tag(bench_root: Path, tmp_path: Path) -> 
         assert all(a != b for a, b in zip(before, variant, strict=True))
     ca.write_text("-----BEGIN CERTIFICATE-----\nother\n")
     assert tags(bench_root, images.BuildOptions(ca_bundle=ca)) != variants[0]
-    assert tags(bench_root, images.BuildOptions(registry="reg:5000/lab"))[1].startswith(
-        "reg:5000/lab/mbctl/alpha:cpu-"
-    )
+    elsewhere = tags(bench_root, images.BuildOptions(registry="reg:5000/lab"))
+    assert elsewhere[1].startswith("reg:5000/lab/mbctl/alpha:cpu-")
+    # the registry names where an image goes, not what it is: the same versions everywhere
+    assert [t.rpartition(":")[2] for t in elsewhere] == [t.rpartition(":")[2] for t in before]
+
+
+def test_a_dependency_lock_replaces_the_ranges_and_shapes_the_tag(bench_root: Path) -> None:
+    before = tags(bench_root)
+    lock = images.deps_lock_file(bench_root / "alpha", Vendor.CPU)
+    lock.write_text("numpy==2.0.0 --hash=sha256:" + "a" * 64 + "\n")
+    _, (alpha, _beta) = plan(bench_root)
+    assert alpha.name == "alpha" and alpha.context["requirements.txt"] == lock
+    assert "--require-hashes --no-deps --requirement" in alpha.dockerfile
+    after = tags(bench_root)
+    assert after[1] != before[1] and after[2:] == before[2:]  # only the locked image moves
+    lock.write_text("numpy==2.0.1 --hash=sha256:" + "b" * 64 + "\n")
+    assert tags(bench_root)[1] not in (after[1], before[1])
 
 
 def test_wheelhouse_content_is_hashed(bench_root: Path, tmp_path: Path) -> None:
@@ -599,6 +666,45 @@ def test_push_without_a_built_image() -> None:
         images.push_images(FakeClient(), ["matmul"], "cpu", "reg:5000")
 
 
+def test_push_takes_the_image_the_current_tree_builds() -> None:
+    older = FakeImage("sha256:" + "4" * 64, built_labels())
+    newer = FakeImage(IMAGE_ID, {**built_labels(), f"{images.OCI}version": "cpu-ffffffffffff"})
+    newer.attrs["Created"] = "2026-01-01T00:00:00Z"
+    client = FakeClient({"old": older, "new": newer})
+    client.api.events = [{"aux": {"Tag": "cpu-0123456789ab", "Digest": DIGEST, "Size": 1}}]
+    entries = images.push_images(
+        client, ["matmul"], "cpu", "reg:5000", versions={"matmul": "cpu-0123456789ab"}
+    )
+    assert entries["matmul"].image_id == older.id  # not the newest: the one of this tree
+    with pytest.raises(ImageError, match=r"\(cpu-aaaaaaaaaaaa\) is not in the engine; it has "):
+        images.push_images(
+            client, ["matmul"], "cpu", "reg:5000", versions={"matmul": "cpu-aaaaaaaaaaaa"}
+        )
+
+
+def test_lock_mixed_with_a_registry_fallback_warns(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from orchestrator import config
+
+    suite = config.load_suite(ROOT / "benchmarks" / "suites" / "smoke.yaml")
+    first = suite.benchmarks[0]
+    lock = tmp_path / "images.lock.yaml"
+    images.write_lock(images.Lock().updated("cpu", {first.definition: entry("r/mbctl/x")}), lock)
+    with caplog.at_level("WARNING", logger="mbctl.images"):
+        refs = images.image_refs(suite, "cpu", registry="reg", lock=lock)
+    assert refs[first.name].startswith("r/mbctl/x@")
+    others = [b.name for b in suite.benchmarks[1:]]
+    assert caplog.messages == [
+        f"warning: {', '.join(others)} not in {lock}: using the floating registry tag "
+        "reg/mbctl/<folder>:cpu (not pinned by digest)"
+    ]
+    caplog.clear()
+    images.image_refs(suite, "cpu", registry="reg")  # no lock: nothing mixed, nothing said
+    images.image_refs(suite, "cpu", lock=lock)
+    assert caplog.messages == []
+
+
 def test_verify_and_resolve_compare_image_ids() -> None:
     lock = images.Lock().updated(
         "cpu", {"matmul": entry(), "convnet": entry("reg:5000/mbctl/convnet", image_id=OTHER)}
@@ -659,6 +765,24 @@ def test_build_without_an_engine_exits_3(monkeypatch: pytest.MonkeyPatch, tmp_pa
     assert result.exit_code == 3, result.output
     assert f"Docker engine not reachable at unix://{tmp_path}/no.sock" in result.stderr
     assert "start dockerd (make docker-up) or set DOCKER_HOST" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["lock", "deps", "--vendor", "cpu", "--select", "fp32"],
+        ["lock", "verify", "--rebuild", "--vendor", "cpu", "--select", "fp32"],
+        ["push", "--registry", "reg:5000", "--vendor", "cpu", "--select", "fp32"],
+    ],
+    ids=["deps", "rebuild", "push"],
+)
+def test_engine_commands_without_an_engine_exit_3(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, argv: list[str]
+) -> None:
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no.sock")
+    result = runner.invoke(app, argv)
+    assert result.exit_code == 3, result.output
+    assert f"Docker engine not reachable at unix://{tmp_path}/no.sock" in result.stderr
 
 
 def test_lock_commands(tmp_path: Path) -> None:

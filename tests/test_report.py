@@ -182,7 +182,11 @@ def test_missing_benchmark_lowers_the_score(tmp_path: Path) -> None:
     [
         ({"rc": 0}, True, None),
         ({"rc": -15, "status": "failed", "early_stop": True}, True, None),
-        ({"rc": -15, "status": "cancelled", "early_stop": True}, False, "cancelled: cancelled here"),
+        (
+            {"rc": -15, "status": "cancelled", "early_stop": True},
+            False,
+            "cancelled: cancelled here",
+        ),
         ({"rc": 0, "losses": (1.0, float("nan"))}, False, "nan: NaN loss"),
         ({"rc": 1, "status": "failed"}, False, "exit: failed here"),
         ({"rc": None, "status": "timeout"}, False, "timeout: timeout here"),

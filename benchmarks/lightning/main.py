@@ -86,12 +86,15 @@ class Throughput(L.Callback):
 def train(args: argparse.Namespace) -> None:
     L.seed_everything(args.seed, verbose=False)
     benchkit.set_tf32(True)
+    # the planned vendor's device or a clear error (never a quiet CPU run), and its accelerator
+    benchkit.torch_device(args.device)
+    accelerator = benchkit.lightning_accelerator("cpu" if args.device == "cpu" else "auto")
     # Under torchrun (lightning-gpus) each worker is one device; Lightning reads the rest
     # (ranks, master address) from torchrun's environment.
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     world = int(os.environ.get("WORLD_SIZE", "1"))
     trainer = L.Trainer(
-        accelerator="cpu" if args.device == "cpu" else "auto",
+        accelerator=accelerator,
         devices=local_world,
         num_nodes=world // local_world,
         strategy="ddp" if world > 1 else "auto",

@@ -333,6 +333,7 @@ class DockerBackend(Backend):
         self._logs_client: Any = None
         self._lock = threading.Lock()
         self._networks: set[str] = set()
+        self._preflighted: set[tuple[str, str]] = set()
 
     @property
     def client(self) -> Any:
@@ -365,6 +366,8 @@ class DockerBackend(Backend):
         if job.nodes > 1 and ctx.phase is Phase.RUN:
             return self._submit_nodes(job, ctx)
         spec = container_spec(job, ctx, self.settings, self.host_facts(job.vendor))
+        if ctx.phase is Phase.RUN:
+            self._preflight(job, spec["image"])
         results = results_dir(ctx, job)
         results.mkdir(parents=True, exist_ok=True)
         self._hand_over(results)
@@ -378,6 +381,31 @@ class DockerBackend(Backend):
             native=container,
             extra={"drained": threading.Event(), "image": self._image(spec["image"], container)},
         )
+
+    def _preflight(self, job: Job, image: str) -> None:
+        """Once per image and vendor, before its first job: the image's framework must see the
+        planned device (``mbctl doctor``'s in-image part), so a broken image fails in seconds.
+        Only images mbctl built carry benchkit to ask; a missing one is pulled by the run itself."""
+        key = (image, job.vendor)
+        if key in self._preflighted:
+            return
+        self._preflighted.add(key)
+        try:
+            labels = self.client.images.get(image).labels or {}
+        except _errors().ImageNotFound:
+            return
+        if "mbctl.benchmark" not in labels:
+            return
+        from orchestrator.doctor import FATAL, image_preflight
+
+        checks = image_preflight(self.client, image, job.vendor, job.devices)
+        failed = [c for c in checks if not c.ok and c.name in FATAL]
+        if failed:
+            raise ImageError(
+                f"image {image} cannot run {job.vendor} jobs: "
+                + "; ".join(f"{c.name}: {c.detail}" for c in failed),
+                hint=failed[0].fix or f"mbctl doctor --vendor {job.vendor} --image {image}",
+            )
 
     def _hand_over(self, folder: Path) -> None:
         """Give ``folder`` to the container's user when root runs mbctl for another uid."""

@@ -32,6 +32,7 @@ from orchestrator.backends.base import (
 from orchestrator.config import definition_folder
 from orchestrator.errors import BackendUnavailable, ConfigError
 from orchestrator.plan import Job
+from orchestrator.vendors import VENDOR_ENV
 
 #: Seconds a job gets between SIGTERM and SIGKILL when cancelled.
 GRACE = 5.0
@@ -45,6 +46,8 @@ def job_environment(job: Job, ctx: RunContext) -> dict[str, str]:
         "MBCTL_JOB_ID": job.id,
         "MBCTL_PHASE": ctx.phase.value,
         "PYTHONUNBUFFERED": "1",
+        # the planned vendor: benchkit takes the device from it, never from a fallback
+        VENDOR_ENV: job.vendor,
     }
 
 

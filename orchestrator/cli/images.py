@@ -14,7 +14,7 @@ from orchestrator.cli.options import ExcludeOpt, Format, FormatOpt, SelectOpt, S
 if TYPE_CHECKING:
     from rich.status import Status
 
-    from orchestrator.images import BuildOptions, Built, Lock, SourceInfo
+    from orchestrator.images import BuildOptions, Built, ImageSpec, Lock, SourceInfo
     from orchestrator.vendors import Vendor
 
 RegistryOpt = Annotated[
@@ -80,9 +80,53 @@ def _image_names(
 
     chosen = config.load_selected(suite, select=select or (), exclude=exclude or ())
     names = images.image_names(chosen, vendor)
+    for name, reason in images.unsupported(chosen, vendor).items():
+        err.print(f"note: no image of {name}: {reason}")
     if not names:
         raise ConfigError(f"no benchmark of suite {chosen.name!r} runs on {vendor.value}")
     return names
+
+
+def _options(
+    registry: str | None,
+    base_image: list[str] | None,
+    ca_bundle: Path | None,
+    wheelhouse: Path | None,
+    build_arg: list[str] | None,
+    platform: str | None,
+) -> BuildOptions:
+    """The build options of the command line, checked (every one of them shapes the tags)."""
+    from orchestrator import images
+
+    options = images.BuildOptions(
+        registry=registry or images.DEFAULT_REGISTRY,
+        base_images=images.parse_base_images(base_image or ()),
+        ca_bundle=ca_bundle,
+        wheelhouse=wheelhouse,
+        build_args=images.parse_pairs(build_arg or (), "--build-arg"),
+        platform=platform,
+    )
+    options.check()
+    return options
+
+
+def _current_specs(
+    client: object, names: list[str], vendor: Vendor, options: BuildOptions
+) -> tuple[ImageSpec, list[ImageSpec]]:
+    """What the current tree builds with ``options``, its vendor base found in the engine."""
+    from orchestrator import config, images
+    from orchestrator.errors import ImageError
+
+    base_name = images.base_image_name(vendor, options.base_images)
+    base = images.resolve_base(client, base_name, fetch=False)
+    if base.digest is None:
+        raise ImageError(
+            f"base image {base_name} is not in the engine: the current tree's tags are unknown",
+            hint=f"mbctl build --vendor {vendor.value} first",
+        )
+    return images.plan_images(
+        names, vendor, options, base, source=images.source_info(config.benchmarks_root())
+    )
 
 
 class _Progress:
@@ -122,15 +166,7 @@ def build(
 
     chosen_vendor = _vendor(vendor)
     names = _image_names(suite, chosen_vendor, select, exclude)
-    options = images.BuildOptions(
-        registry=registry or images.DEFAULT_REGISTRY,
-        base_images=images.parse_base_images(base_image or ()),
-        ca_bundle=ca_bundle,
-        wheelhouse=wheelhouse,
-        build_args=images.parse_pairs(build_arg or (), "--build-arg"),
-        platform=platform,
-    )
-    options.check()
+    options = _options(registry, base_image, ca_bundle, wheelhouse, build_arg, platform)
     base_name = images.base_image_name(chosen_vendor, options.base_images)
     source = images.source_info(config.benchmarks_root())
     if dry_run:
@@ -205,20 +241,28 @@ def push(
     select: SelectOpt = None,
     exclude: ExcludeOpt = None,
     lock: LockOpt = DEFAULT_LOCK,
+    base_image: BaseImageOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    wheelhouse: WheelhouseOpt = None,
+    build_arg: BuildArgOpt = None,
+    platform: PlatformOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Push the newest built images of a suite to a registry and pin their digests in the lock."""
+    """Push the images the current tree builds (same options as `mbctl build`) and pin their digests in the lock."""
     from orchestrator import images
 
     chosen_vendor = _vendor(vendor)
     names = _image_names(suite, chosen_vendor, select, exclude)
+    options = _options(None, base_image, ca_bundle, wheelhouse, build_arg, platform)
     client = images.engine()
+    _, specs = _current_specs(client, names, chosen_vendor, options)
     with err.status(f"pushing to {registry}") as status:
         entries = images.push_images(
             client,
             names,
             chosen_vendor,
             registry.strip("/"),
+            versions={spec.name: spec.version for spec in specs},
             log=_Progress(status, verbose=verbose),
         )
     current = images.read_lock(lock) if lock.exists() else images.Lock()
@@ -258,19 +302,74 @@ def _print_lock(lock: Lock) -> None:
     out.print(table)
 
 
+@lock_app.command("deps")
+def lock_deps(
+    suite: SuiteOpt = "smoke",
+    vendor: VendorOpt = None,
+    select: SelectOpt = None,
+    exclude: ExcludeOpt = None,
+    base_image: BaseImageOpt = None,
+    ca_bundle: CaBundleOpt = None,
+    wheelhouse: WheelhouseOpt = None,
+    build_arg: BuildArgOpt = None,
+    platform: PlatformOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Pin and hash each benchmark's requirements for a vendor (requirements.<vendor>.lock), resolved in its base image."""
+    from orchestrator import images
+
+    chosen_vendor = _vendor(vendor)
+    names = _image_names(suite, chosen_vendor, select, exclude)
+    options = _options(None, base_image, ca_bundle, wheelhouse, build_arg, platform)
+    client = images.engine()
+    base_name = images.base_image_name(chosen_vendor, options.base_images)
+    with err.status(f"resolving in {base_name}") as status:
+        progress = _Progress(status, verbose=verbose)
+        base = images.resolve_base(client, base_name, platform=platform, log=progress)
+        written = images.lock_dependencies(
+            client, names, chosen_vendor, options, base, log=progress
+        )
+    for name, (path, count) in written.items():
+        out.print(f"{name:<16} {count:>3} packages  {path}", markup=False, highlight=False)
+    skipped = sorted(set(names) - set(written))
+    if skipped:
+        err.print(f"no requirements, nothing to lock: {', '.join(skipped)}")
+
+
+RebuildOpt = Annotated[
+    bool,
+    typer.Option(
+        "--rebuild",
+        help="Instead: build the suite's images again from scratch and compare their installed files.",
+    ),
+]
+
+
 @lock_app.command("verify")
 def lock_verify(
     file: LockArg = DEFAULT_LOCK,
     vendor: Annotated[
         str | None, typer.Option("--vendor", help="Only this vendor's images (default: all).")
     ] = None,
+    rebuild: RebuildOpt = False,
+    suite: SuiteOpt = "smoke",
+    select: SelectOpt = None,
+    exclude: ExcludeOpt = None,
+    base_image: BaseImageOpt = None,
+    wheelhouse: WheelhouseOpt = None,
+    build_arg: BuildArgOpt = None,
+    network: NetworkOpt = None,
 ) -> None:
-    """Pull every locked image by digest and check its image ID (exit 4 on any mismatch)."""
+    """Pull every locked image by digest and check its image ID (exit 4 on any mismatch); with
+    --rebuild, check that a rebuild from the same tree, locks and wheelhouse installs the same files."""
     from rich.markup import escape
 
     from orchestrator import images
     from orchestrator.errors import ImageError
 
+    if rebuild:
+        _verify_rebuild(vendor, suite, select, exclude, base_image, wheelhouse, build_arg, network)
+        return
     lock = images.read_lock(file)
     client = images.engine()
     with err.status(f"verifying {file}"):
@@ -283,6 +382,43 @@ def lock_verify(
         raise ImageError(f"{len(failed)} of {len(results)} locked images failed verification")
     if not results:
         raise ImageError(f"{file} pins no image" + (f" for {vendor}" if vendor else ""))
+
+
+def _verify_rebuild(
+    vendor: str | None,
+    suite: str,
+    select: list[str] | None,
+    exclude: list[str] | None,
+    base_image: list[str] | None,
+    wheelhouse: Path | None,
+    build_arg: list[str] | None,
+    network: str | None,
+) -> None:
+    from rich.markup import escape
+
+    from orchestrator import images
+    from orchestrator.errors import ImageError
+
+    chosen_vendor = _vendor(vendor)
+    names = _image_names(suite, chosen_vendor, select, exclude)
+    options = _options(None, base_image, None, wheelhouse, build_arg, None)
+    client = images.engine()
+    base = images.resolve_base(client, images.base_image_name(chosen_vendor, options.base_images))
+    base_spec, specs = images.plan_images(names, chosen_vendor, options, base)
+    with err.status("building twice"):
+        results = images.rebuild_and_compare(client, base_spec, specs, network=network)
+    for r in results:
+        mark = "[green]ok[/]  " if r.ok else "[red]FAIL[/]"
+        ids = "same image ID" if r.same_image_id else "new image ID (layer times differ)"
+        detail = (
+            f"{r.files} installed files identical"
+            if r.ok
+            else f"differs: {', '.join(r.differing[:5])}"
+        )
+        out.print(f"{mark} {escape(r.name)} {escape(r.tag)}: {escape(detail)}; {ids}")
+    failed = [r.name for r in results if not r.ok]
+    if failed:
+        raise ImageError(f"a rebuild installed different files for {', '.join(failed)}")
 
 
 def register(app: typer.Typer) -> None:

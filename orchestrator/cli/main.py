@@ -76,6 +76,7 @@ def _register() -> None:
     from orchestrator.cli import (
         compose,
         containers,
+        doctor,
         images,
         info,
         k8s,
@@ -94,6 +95,7 @@ def _register() -> None:
     images.register(app)
     containers.register(app)
     submission.register(app)
+    doctor.register(app)
 
 
 _register()

@@ -74,7 +74,7 @@ def test_rebuild_is_a_noop(
     def no_build(*args: Any, **kwargs: Any) -> str:
         raise AssertionError("an existing tag was rebuilt")
 
-    monkeypatch.setattr(images, "build_image", no_build)
+    monkeypatch.setattr(images.build, "build_image", no_build)
     started = time.monotonic()
     again = images.build_images(docker_client, base_spec, specs)
     assert all(b.cached for b in again) and time.monotonic() - started < 5
@@ -220,3 +220,36 @@ def test_push_needs_a_login_on_an_auth_registry(
         assert auth_registry.password not in images.dump_lock(images.Lock().updated("cpu", entries))
     finally:  # every tag of it, the registry's included
         docker_client.images.remove(image_id, force=True)
+
+
+def test_cli_push_takes_the_image_the_current_tree_builds(
+    cpu_build: CpuBuild, base_image: str, wheelhouse: Path, registry: str, tmp_path: Path
+) -> None:
+    from imagesupport import HOST_CA
+
+    lock = tmp_path / "images.lock.yaml"
+    argv = [
+        "push",
+        "--registry",
+        registry,
+        "--vendor",
+        "cpu",
+        "--select",
+        "fp32",
+        "--lock",
+        str(lock),
+    ]
+    argv += ["--base-image", f"cpu={base_image}", "--wheelhouse", str(wheelhouse)]
+    if HOST_CA.is_file():
+        argv += ["--ca-bundle", str(HOST_CA)]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    (matmul,) = [b for b in cpu_build.built if b.spec.name == "matmul"]
+    entry = images.read_lock(lock).entry("matmul", "cpu")
+    assert entry is not None and entry.image_id == matmul.image_id
+    assert entry.labels["org.opencontainers.image.version"] == matmul.spec.version
+
+    # other options are another tree's images: refused, naming what the engine has
+    other = CliRunner().invoke(app, [*argv, "--build-arg", "PIP_INDEX_URL=http://mirror/simple"])
+    assert other.exit_code == 4, other.output
+    assert "that this tree builds" in other.stderr and matmul.spec.version in other.stderr

@@ -42,6 +42,7 @@ NAME = How("help", "a command named in prose, not an invocation")
 ENGINE = "needs a Docker engine with built images"
 REGISTRY = "needs a registry holding the built images"
 CLUSTER = "needs a Kubernetes cluster"
+BASES = "needs a Docker engine holding the vendor's base image"
 
 HOW: dict[str, How] = {
     "mbctl build": NAME,
@@ -117,6 +118,13 @@ HOW: dict[str, How] = {
         "help", "a recipe step: the suite file and the venv are the reader's"
     ),
     "mbctl clean --backend kubernetes": How("skip", CLUSTER),
+    "mbctl lock deps --vendor rocm --suite standard": How("skip", BASES),
+    "mbctl lock deps --vendor cpu --wheelhouse wheels": How("skip", BASES),
+    "mbctl lock verify --rebuild --vendor cpu --select fp32": How("skip", BASES),
+    "mbctl lock deps": NAME,
+    "mbctl lock verify --rebuild --vendor cpu --select fp32 --wheelhouse .cache/test-wheelhouse": How(
+        "skip", BASES + " (minutes of --no-cache builds; tests/docker/test_vendor_bases.py does it)"
+    ),
     "mbctl prepare --backend kubernetes": NAME,
     "mbctl run --backend kubernetes --nodes 2": How("skip", CLUSTER),
     "mbctl run --suite standard --backend kubernetes --nodes 2": How("skip", CLUSTER),

@@ -20,10 +20,11 @@ from orchestrator.results import RunDir, read_events
 
 SCRIPTS = {
     "good": """
-        import json, sys, time
+        import json, os, sys, time
         def emit(event, **kw):
             print(json.dumps({"mbctl": 1, "event": event, "t": time.time(), **kw}), flush=True)
-        emit("start", bench="good", argv=sys.argv[1:], versions={"python": "3"}, pid=1)
+        device = {"vendor": os.environ["MBCTL_VENDOR"], "type": "cpu", "count": 1}
+        emit("start", bench="good", argv=sys.argv[1:], versions={"python": "3"}, pid=1, device=device)
         print("plain output line")
         for i in range(6):
             emit("rate", value=100.0 + i, units="items/s", task="train")
@@ -136,6 +137,8 @@ def test_every_outcome_is_recorded(bench_root: Path, tmp_path: Path) -> None:
     meta = run.meta()
     assert meta["suite"]["name"] == "scripted" and meta["vendor"] == "cpu"
     assert meta["system"]["software"]["python"] == "3"  # from the start event of the job
+    # the planned vendor reached the job, and what it ran on reached meta.json
+    assert meta["devices"] == {"good.0": {"vendor": "cpu", "type": "cpu", "count": 1}}
 
 
 def test_resume_runs_only_missing_jobs(bench_root: Path, tmp_path: Path) -> None:

@@ -10,7 +10,21 @@ from ._version import __version__
 from .cache import dataset_dir, is_prepared, materialise, prepare_main, require_dataset
 from .cli import arg_parser, data_dir
 from .datasets import fake_arrays, fake_images, fake_tokens
-from .device import auto_sync, jax_sync, set_tf32, synchronizer, torch_device
+from .device import (
+    DeviceMismatch,
+    auto_sync,
+    device_count,
+    device_facts,
+    dist_backend,
+    half_dtype,
+    jax_sync,
+    lightning_accelerator,
+    planned_vendor,
+    set_rank_device,
+    set_tf32,
+    synchronizer,
+    torch_device,
+)
 from .distributed import init_distributed, relaunch_under_torchrun, silence_other_ranks
 from .images import photo_like, write_jpegs
 from .lifecycle import Terminated, main, session, versions
@@ -25,6 +39,7 @@ __all__ = [
     "PRECISIONS",
     "PROTOCOL_VERSION",
     "SPECIAL_TOKENS",
+    "DeviceMismatch",
     "Emitter",
     "GpuMonitor",
     "Lexicon",
@@ -37,23 +52,30 @@ __all__ = [
     "auto_sync",
     "data_dir",
     "dataset_dir",
+    "device_count",
+    "device_facts",
+    "dist_backend",
     "emit",
     "fake_arrays",
     "fake_images",
     "fake_tokens",
     "fakeimagenet",
+    "half_dtype",
     "init_distributed",
     "is_prepared",
     "jax_sync",
+    "lightning_accelerator",
     "main",
     "materialise",
     "nvml_reading",
     "photo_like",
+    "planned_vendor",
     "precision_settings",
     "prepare_main",
     "relaunch_under_torchrun",
     "require_dataset",
     "session",
+    "set_rank_device",
     "set_tf32",
     "silence_other_ranks",
     "start_telemetry",

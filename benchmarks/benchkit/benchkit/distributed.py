@@ -29,6 +29,9 @@ MASTER_ADDR = "MBCTL_MASTER_ADDR"
 MASTER_PORT = "MBCTL_MASTER_PORT"
 #: Every variable a backend sets on each node of a multi-node job.
 MULTINODE_ENV = (NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT)
+#: Optional: seconds the nodes wait for each other at the rendezvous (torchrun's default, 600,
+#: when unset); a cluster backend sets it to cover image pulls on the slower nodes.
+RDZV_TIMEOUT = "MBCTL_RDZV_TIMEOUT"
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class NodeLayout:
     node_rank: int
     master_addr: str
     master_port: int
+    timeout: int | None = None
 
 
 def node_layout(environ: Mapping[str, str] | None = None) -> NodeLayout | None:
@@ -58,16 +62,26 @@ def node_layout(environ: Mapping[str, str] | None = None) -> NodeLayout | None:
         raise ValueError(f"{NODE_RANK}={numbers[NODE_RANK]} outside 0..{numbers[NNODES] - 1}")
     if not 0 < numbers[MASTER_PORT] < 65536:
         raise ValueError(f"{MASTER_PORT}={numbers[MASTER_PORT]} is not a TCP port")
-    return NodeLayout(numbers[NNODES], numbers[NODE_RANK], env[MASTER_ADDR], numbers[MASTER_PORT])
+    timeout = env.get(RDZV_TIMEOUT)
+    if timeout is not None and not timeout.isdigit():
+        raise ValueError(f"{RDZV_TIMEOUT}={timeout!r}: expected seconds (an integer)")
+    return NodeLayout(
+        numbers[NNODES],
+        numbers[NODE_RANK],
+        env[MASTER_ADDR],
+        numbers[MASTER_PORT],
+        int(timeout) if timeout else None,
+    )
 
 
 def local_devices(devices: int) -> int:
-    """Workers on this node: ``devices``, or every visible CUDA device (at least one) if < 0."""
+    """Workers on this node: ``devices``, or every visible device of the planned vendor (at
+    least one) if < 0."""
     if devices >= 0:
         return devices
-    import torch
+    from .device import device_count
 
-    return max(torch.cuda.device_count(), 1)
+    return max(device_count(), 1)
 
 
 def torchrun_arguments(devices: int, layout: NodeLayout | None) -> list[str] | None:
@@ -79,6 +93,7 @@ def torchrun_arguments(devices: int, layout: NodeLayout | None) -> list[str] | N
             f"--master-addr={layout.master_addr}",
             f"--master-port={layout.master_port}",
             "--rdzv-backend=static",
+            *([f"--rdzv-conf=timeout={layout.timeout}"] if layout.timeout else []),
             f"--nproc-per-node={max(devices, 1)}",
         ]
     if devices > 1:
@@ -89,7 +104,7 @@ def torchrun_arguments(devices: int, layout: NodeLayout | None) -> list[str] | N
 def relaunch_under_torchrun(devices: int) -> None:
     """Replace this process by torchrun with one worker per device, unless already a worker.
 
-    ``devices`` < 0 means every visible CUDA device (at least one). In a multi-node job
+    ``devices`` < 0 means every visible device of the planned vendor (at least one). In a multi-node job
     (``MBCTL_NNODES`` > 1) torchrun always runs, with static rendezvous at node 0.
     """
     if "LOCAL_RANK" in os.environ:
@@ -102,18 +117,14 @@ def relaunch_under_torchrun(devices: int) -> None:
 
 def init_distributed(requested: str) -> tuple[Any, int]:
     """The torch device of this rank and the world size (1 without torchrun)."""
-    from .device import torch_device
+    from .device import dist_backend, set_rank_device, torch_device
 
     if "LOCAL_RANK" not in os.environ:
         return torch_device(requested), 1
     import torch
 
-    local_rank = int(os.environ["LOCAL_RANK"])
-    device = torch_device(requested)
-    if device.type == "cuda":
-        device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    device = set_rank_device(torch_device(requested), int(os.environ["LOCAL_RANK"]))
+    torch.distributed.init_process_group(dist_backend(device))
     return device, torch.distributed.get_world_size()
 
 

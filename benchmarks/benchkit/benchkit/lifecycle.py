@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any, Callable
 
 from ._version import __version__
+from .device import DeviceMismatch, device_facts
 from .protocol import Emitter, default_emitter
 from .telemetry import start_telemetry
 
@@ -81,13 +82,24 @@ def session(
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main else None
     monitor = None
     try:
+        # What the job runs on, checked against the plan before anything is measured; a
+        # mismatch still gets its start event, then fails as an error event.
+        mismatch: DeviceMismatch | None = None
+        try:
+            device = device_facts()
+        except DeviceMismatch as exc:
+            device, mismatch = None, exc
+        fields: dict[str, Any] = {"device": device} if device is not None else {}
         out.emit(
             "start",
             bench=bench,
             argv=list(sys.argv if argv is None else argv),
             versions=versions(),
             pid=os.getpid(),
+            **fields,
         )
+        if mismatch is not None:
+            raise mismatch
         # One sampler per node is enough: the other ranks of a torchrun job see the same GPUs.
         if telemetry and os.environ.get("LOCAL_RANK", "0") == "0":
             monitor = start_telemetry(telemetry)
@@ -96,6 +108,11 @@ def session(
         raise SystemExit(128 + exc.signum) from None
     except KeyboardInterrupt:
         raise SystemExit(128 + signal.SIGINT) from None
+    except DeviceMismatch as exc:
+        # a plan/host mismatch, not a bug: one line, no traceback
+        print(f"error: {exc}", file=sys.stderr)
+        out.emit("error", message=str(exc), type=type(exc).__name__)
+        raise SystemExit(EXIT_ERROR) from None
     except Exception as exc:
         traceback.print_exc()
         out.emit("error", message=str(exc) or type(exc).__name__, type=type(exc).__name__)

@@ -20,9 +20,13 @@ ENV PATH=/opt/mbctl/venv/bin:$PATH \
 FROM base AS install
 ARG PIP_INDEX_URL
 COPY wheelhouse/ /tmp/mbctl/wheelhouse/
-RUN python -m pip list --local --format=freeze > /tmp/mbctl-constraints.txt
-RUN python -m pip install --root /tmp/mbctl/stage --constraint /tmp/mbctl-constraints.txt \
-        --no-index --find-links /tmp/mbctl/wheelhouse torch numpy
+COPY mbctl-pip.py /tmp/mbctl/mbctl-pip.py
+RUN python /tmp/mbctl/mbctl-pip.py plan --out /tmp/mbctl/pip --framework torch,torchvision,torchaudio,triton \
+        torch numpy \
+ && python -m pip install --root /tmp/mbctl/stage --no-compile --constraint /tmp/mbctl/pip/constraints.txt \
+        --no-index --find-links /tmp/mbctl/wheelhouse --requirement /tmp/mbctl/pip/requirements.txt \
+ && python /tmp/mbctl/mbctl-pip.py compile /tmp/mbctl/stage \
+ && python /tmp/mbctl/mbctl-pip.py manifest /tmp/mbctl/stage /opt/mbctl/installed-base.sha256
 
 FROM base
 COPY --from=install /tmp/mbctl/stage/ /

@@ -1,6 +1,6 @@
 # mbctl base image for NVIDIA GPUs (CUDA).
 # Rendered from images/base-cuda.Dockerfile.j2: edit the template, not this file.
-FROM nvcr.io/nvidia/pytorch:25.01-py3@sha256:1111111111111111111111111111111111111111111111111111111111111111 AS base
+FROM nvcr.io/nvidia/pytorch:25.10-py3@sha256:1111111111111111111111111111111111111111111111111111111111111111 AS base
 # The site's CA bundle (TLS-intercepting proxies): added to the system trust store, and named for
 # the tools that carry their own bundle (pip, requests, curl, OpenSSL users).
 COPY ca-bundle.crt /usr/local/share/ca-certificates/mbctl-site-ca.crt
@@ -26,9 +26,13 @@ ENV PATH=/opt/mbctl/venv/bin:$PATH \
     HOME=/opt/mbctl/home
 
 FROM base AS install
-RUN python -m pip list --local --format=freeze > /tmp/mbctl-constraints.txt
-RUN python -m pip install --root /tmp/mbctl/stage --constraint /tmp/mbctl-constraints.txt \
-         nvidia-ml-py>=12
+COPY mbctl-pip.py /tmp/mbctl/mbctl-pip.py
+RUN python /tmp/mbctl/mbctl-pip.py plan --out /tmp/mbctl/pip --framework torch,torchvision,torchaudio,triton,jax,jaxlib,jax-cuda12-plugin,jax-cuda12-pjrt \
+        'nvidia-ml-py>=12' \
+ && python -m pip install --root /tmp/mbctl/stage --no-compile --constraint /tmp/mbctl/pip/constraints.txt \
+         --requirement /tmp/mbctl/pip/requirements.txt \
+ && python /tmp/mbctl/mbctl-pip.py compile /tmp/mbctl/stage \
+ && python /tmp/mbctl/mbctl-pip.py manifest /tmp/mbctl/stage /opt/mbctl/installed-base.sha256
 
 FROM base
 COPY --from=install /tmp/mbctl/stage/ /

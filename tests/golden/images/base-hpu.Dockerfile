@@ -1,6 +1,6 @@
 # mbctl base image for Intel Gaudi accelerators (Habana).
 # Rendered from images/base-hpu.Dockerfile.j2: edit the template, not this file.
-FROM vault.habana.ai/gaudi-docker/1.18.0/ubuntu22.04/habanalabs/pytorch-installer-2.4.0:latest@sha256:1111111111111111111111111111111111111111111111111111111111111111 AS base
+FROM vault.habana.ai/gaudi-docker/1.22.0/ubuntu22.04/habanalabs/pytorch-installer-2.7.1:latest@sha256:1111111111111111111111111111111111111111111111111111111111111111 AS base
 # The site's CA bundle (TLS-intercepting proxies): added to the system trust store, and named for
 # the tools that carry their own bundle (pip, requests, curl, OpenSSL users).
 COPY ca-bundle.crt /usr/local/share/ca-certificates/mbctl-site-ca.crt

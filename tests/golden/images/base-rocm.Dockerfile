@@ -1,6 +1,6 @@
 # mbctl base image for AMD Instinct GPUs (ROCm).
 # Rendered from images/base-rocm.Dockerfile.j2: edit the template, not this file.
-FROM rocm/pytorch:rocm6.2.3_ubuntu22.04_py3.10_pytorch_release_2.3.0@sha256:1111111111111111111111111111111111111111111111111111111111111111 AS base
+FROM rocm/pytorch:rocm6.4.3_ubuntu24.04_py3.12_pytorch_release_2.6.0@sha256:1111111111111111111111111111111111111111111111111111111111111111 AS base
 # The site's CA bundle (TLS-intercepting proxies): added to the system trust store, and named for
 # the tools that carry their own bundle (pip, requests, curl, OpenSSL users).
 COPY ca-bundle.crt /usr/local/share/ca-certificates/mbctl-site-ca.crt

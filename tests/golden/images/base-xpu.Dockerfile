@@ -1,6 +1,6 @@
 # mbctl base image for Intel Data Center GPUs (XPU).
 # Rendered from images/base-xpu.Dockerfile.j2: edit the template, not this file.
-FROM intel/intel-extension-for-pytorch:2.3.110-xpu@sha256:1111111111111111111111111111111111111111111111111111111111111111 AS base
+FROM intel/intel-extension-for-pytorch:2.8.10-xpu@sha256:1111111111111111111111111111111111111111111111111111111111111111 AS base
 # The site's CA bundle (TLS-intercepting proxies): added to the system trust store, and named for
 # the tools that carry their own bundle (pip, requests, curl, OpenSSL users).
 COPY ca-bundle.crt /usr/local/share/ca-certificates/mbctl-site-ca.crt
