@@ -183,6 +183,56 @@ def test_ctrl_c_scancels_the_running_job(bench_root: Path, tmp_path: Path) -> No
     assert "hangs.0" not in run.completed_job_ids()
 
 
+class _Statuses:
+    """Every status the live view was shown, in order, without repeats."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def update(self, state: JobState) -> None:
+        if not self.seen or self.seen[-1] != state.status:
+            self.seen.append(state.status)
+
+
+def test_queue_time_does_not_count_against_max_duration(bench_root: Path, tmp_path: Path) -> None:
+    # Slurm holds the job 15 s, past its 10 s max_duration: only its running time may count
+    req = request(
+        tmp_path,
+        select=("good",),
+        overrides=("good.max_duration=10",),
+        slurm_config=settings_file(tmp_path, extra_sbatch=["--begin=now+15"]),
+    )
+    shown = _Statuses()
+    result = workflow.run(req, workflow.prepare(req), progress=shown)
+    last = exit_event(result.run, "good.0")
+    assert (last["status"], last["return_code"]) == ("ok", 0), last
+    assert shown.seen[-3:] == ["queued", "running", "ok"]
+    rates = [
+        e["value"] for e in read_events(result.run.events_path("good.0")) if e["event"] == "rate"
+    ]
+    assert rates == [100.0, 101.0, 102.0, 103.0, 104.0]
+
+
+def test_job_queued_past_queue_timeout_ends_queued(bench_root: Path, tmp_path: Path) -> None:
+    # a held job never starts: after queue_timeout mbctl cancels it and records it as queued
+    req = request(
+        tmp_path,
+        select=("good",),
+        slurm_config=settings_file(tmp_path, extra_sbatch=["--hold"], queue_timeout=1),
+    )
+    shown = _Statuses()
+    result = workflow.run(req, workflow.prepare(req), progress=shown)
+    run = result.run
+    last = exit_event(run, "good.0")
+    assert last["status"] == "queued" and last["return_code"] is None
+    assert str(last["reason"]).startswith("still queued after 1s (Slurm PENDING, JobHeldUser)")
+    assert "queued" in shown.seen and "ok" not in shown.seen
+    assert not [e for e in read_events(run.events_path("good.0")) if e["event"] == "start"]
+    # scancel'ed, and `run --resume` runs it again
+    assert our_jobs(run.run_id) == []
+    assert "good.0" not in run.completed_job_ids()
+
+
 def test_prepare_writes_the_shared_cache(bench_root: Path, tmp_path: Path) -> None:
     req = request(tmp_path, select=("good",))
     result = workflow.run(req, workflow.prepare(req, phase=Phase.PREPARE), phase=Phase.PREPARE)

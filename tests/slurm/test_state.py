@@ -6,6 +6,7 @@ the GPU line is written in the same format from Slurm's documentation, as no GPU
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from orchestrator.backends.slurm.state import (
     parse_fields,
     parse_sacct,
     parse_scontrol,
+    parse_time,
 )
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -95,6 +97,31 @@ def test_each_terminal_state_is_judged(state: str, status: Status, words: str | 
 def test_living_states_are_not_over(state: str) -> None:
     info = parse_scontrol(GPU_LINE.replace("JobState=RUNNING", f"JobState={state}"))
     assert info is not None and not info.over
+
+
+def test_a_held_job_is_queued_without_a_start() -> None:
+    info = captured("pending")
+    assert (info.state, info.reason, info.node_list) == ("PENDING", "JobHeldUser", None)
+    assert info.queued and not info.over
+    assert parse_time(info.start_time) is None
+
+
+@pytest.mark.parametrize(
+    ("state", "queued"),
+    [("PENDING", True), ("CONFIGURING", True), ("RUNNING", False), ("COMPLETING", False)],
+)
+def test_only_waiting_states_are_queued(state: str, queued: bool) -> None:
+    info = parse_scontrol(GPU_LINE.replace("JobState=RUNNING", f"JobState={state}"))
+    assert info is not None and info.queued is queued
+
+
+def test_start_time_is_local_time() -> None:
+    info = captured("timeout")
+    assert info.start_time == "2026-11-29T17:38:15"
+    expected = datetime(2026, 11, 29, 17, 38, 15).timestamp()
+    assert parse_time(info.start_time) == expected
+    assert parse_time("Unknown") is None
+    assert parse_time("None") is None
 
 
 def test_gpus_per_node_from_the_detail_line() -> None:

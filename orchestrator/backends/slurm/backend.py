@@ -4,6 +4,10 @@ Slurm's own commands (sbatch, scontrol, scancel, sinfo, squeue, sacct) are the i
 are on every login node and speak for whatever version the site runs. The job's state comes
 from ``scontrol`` while slurmctld remembers the job (``MinJobAge``), then from ``sacct`` where
 the site keeps accounting.
+
+A job is *queued* while Slurm has not started it (PENDING, CONFIGURING): its measurement clock
+(``max_duration``, enforced by the runner) starts only when it runs (``running_since``), and a
+job still queued after ``queue_timeout`` is cancelled and recorded as queued.
 """
 
 from __future__ import annotations
@@ -22,7 +26,14 @@ from orchestrator.backends.base import Exit, Handle, RunContext, Status, split_l
 from orchestrator.backends.docker import results_dir
 from orchestrator.backends.slurm.script import NAME_PREFIX, batch_script, job_name
 from orchestrator.backends.slurm.settings import SlurmSettings
-from orchestrator.backends.slurm.state import JobInfo, gpus_of, judge, parse_sacct, parse_scontrol
+from orchestrator.backends.slurm.state import (
+    JobInfo,
+    gpus_of,
+    judge,
+    parse_sacct,
+    parse_scontrol,
+    parse_time,
+)
 from orchestrator.errors import BackendUnavailable, ConfigError, OrchestratorError
 from orchestrator.plan import Job
 
@@ -48,6 +59,8 @@ def slurm(
             timeout=timeout,
             stdin=subprocess.DEVNULL,
             check=False,
+            # a user's SLURM_TIME_FORMAT (e.g. relative) would hide the StartTime mbctl reads
+            env={**os.environ, "SLURM_TIME_FORMAT": "standard"},
         )
     except FileNotFoundError:
         raise BackendUnavailable(
@@ -76,6 +89,13 @@ class _Tracked:
     last_poll: float = 0.0
     failing_since: float | None = None
     info: JobInfo | None = None
+    submitted: float = field(default_factory=time.monotonic)
+    #: the last time (``time.monotonic``) the job was seen waiting: it cannot have started earlier
+    queued_at: float = field(default_factory=time.monotonic)
+    #: when the job started (``time.monotonic``); None while it waits
+    running_at: float | None = None
+    #: why Slurm kept it waiting, once it waited past ``queue_timeout`` and mbctl cancelled it
+    expired: str | None = None
 
 
 class SlurmBackend:
@@ -160,6 +180,14 @@ class SlurmBackend:
         job_id = done.stdout.strip().split(";")[0]
         return Handle(job=job, native=_Tracked(job=job, job_id=job_id, output=output))
 
+    def running_since(self, handle: Handle) -> float | None:
+        """When the job started (``time.monotonic``), None while Slurm keeps it queued.
+
+        The runner starts the job's measurement clock then, not at submission.
+        """
+        tracked: _Tracked = handle.native
+        return tracked.running_at
+
     def stream(self, handle: Handle) -> Iterator[str]:
         tracked: _Tracked = handle.native
         yield from split_lines(self._tail(tracked))
@@ -209,6 +237,7 @@ class SlurmBackend:
     # --- state ----------------------------------------------------------------------------
 
     def _advance(self, tracked: _Tracked) -> None:
+        asked = time.monotonic()
         try:
             info = self._info(tracked.job_id)
             tracked.failing_since = None
@@ -228,8 +257,40 @@ class SlurmBackend:
             )
             return
         tracked.info = info
-        if info.over:
-            self._finish(tracked, judge(info, cancelled=tracked.cancelled))
+        if info.queued:
+            tracked.queued_at = asked
+            self._queued(tracked, info)
+        elif tracked.running_at is None and info.node_list is not None:
+            tracked.running_at = self._started(tracked, info)
+        if not info.over:
+            return
+        if tracked.expired is not None and info.node_list is None and not tracked.cancelled:
+            # cancelled by mbctl before it got any node: it never ran
+            waited = f"still queued after {self.settings.queue_timeout:g}s ({tracked.expired})"
+            self._finish(tracked, Exit(None, Status.QUEUED, waited))
+            return
+        by_us = tracked.cancelled or tracked.expired is not None
+        self._finish(tracked, judge(info, cancelled=by_us))
+
+    def _queued(self, tracked: _Tracked, info: JobInfo) -> None:
+        """A waiting job: cancelled once it has waited ``queue_timeout`` (on each poll until
+        Slurm reports it ended, in case an scancel was lost)."""
+        if time.monotonic() - tracked.submitted < self.settings.queue_timeout:
+            return
+        tracked.expired = f"Slurm {info.state}" + (f", {info.reason}" if info.reason else "")
+        with contextlib.suppress(BackendUnavailable):
+            slurm(["scancel", tracked.job_id])
+
+    @staticmethod
+    def _started(tracked: _Tracked, info: JobInfo) -> float:
+        """The job's StartTime on the monotonic clock; never before mbctl last saw it waiting
+        (StartTime is whole seconds, a booting node's may be reset) nor in the future (a
+        controller's clock ahead of ours)."""
+        now, wall = time.monotonic(), time.time()
+        start = parse_time(info.start_time)
+        if start is None:
+            return now
+        return max(tracked.queued_at, now - max(0.0, wall - start))
 
     def _finish(self, tracked: _Tracked, result: Exit) -> None:
         result.nodes = self._nodes(tracked.info)

@@ -89,6 +89,11 @@ class SlurmSettings(BaseModel):
     poll_interval: PositiveFloat = Field(
         default=1.0, description="seconds between scontrol polls of a running job"
     )
+    queue_timeout: PositiveFloat = Field(
+        default=3600.0,
+        description="seconds a job may wait in Slurm's queue before it is cancelled and "
+        "reported as queued (its max_duration counts from its start)",
+    )
 
     @field_validator("mem", mode="before")
     @classmethod

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import signal
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from orchestrator.backends.base import Exit, Status
@@ -24,6 +25,9 @@ TERMINAL = frozenset(
     }
 )
 
+#: States of a job that waits for its allocation: its StartTime is only the scheduler's estimate.
+QUEUED = frozenset({"PENDING", "CONFIGURING"})
+
 _KEY = re.compile(r"\s+(?=[A-Za-z][\w/:.-]*=)")
 _NODE_DETAIL = re.compile(r"\bNodes=(\S+) CPU_IDs=\S* Mem=\S* GRES=(\S*)")
 _GPU = re.compile(r"gpu(?::([A-Za-z][^:(,]*))?:(\d+)(?:\(IDX:([^)]*)\))?")
@@ -40,10 +44,16 @@ class JobInfo:
     node_list: str | None = None
     time_limit: str | None = None
     gres: dict[str, str] = field(default_factory=dict)
+    #: ``StartTime`` as scontrol writes it: when the job started, or (queued) when it may
+    start_time: str | None = None
 
     @property
     def over(self) -> bool:
         return self.state in TERMINAL
+
+    @property
+    def queued(self) -> bool:
+        return self.state in QUEUED
 
 
 def parse_fields(line: str) -> dict[str, str]:
@@ -66,6 +76,17 @@ def _none(value: str | None) -> str | None:
     return None if value in (None, "", "None", "(null)") else value
 
 
+def parse_time(text: str | None) -> float | None:
+    """``2026-11-29T18:42:57`` (scontrol's local time, SLURM_TIME_FORMAT=standard) → epoch
+    seconds; None for ``Unknown``, ``None`` or anything else."""
+    if text is None:
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S").timestamp()
+    except ValueError:
+        return None
+
+
 def parse_scontrol(text: str) -> JobInfo | None:
     """The job of ``scontrol show job -d -o ID``; None if the text holds no job."""
     line = next((ln for ln in text.splitlines() if ln.startswith("JobId=")), None)
@@ -83,6 +104,7 @@ def parse_scontrol(text: str) -> JobInfo | None:
         node_list=_none(fields.get("NodeList")),
         time_limit=_none(fields.get("TimeLimit")),
         gres={nodes: gres for nodes, gres in _NODE_DETAIL.findall(line)},
+        start_time=_none(fields.get("StartTime")),
     )
 
 
