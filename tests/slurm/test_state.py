@@ -14,6 +14,7 @@ import pytest
 from orchestrator.backends.base import Status
 from orchestrator.backends.slurm.state import (
     JobInfo,
+    clock_start,
     gpus_of,
     judge,
     parse_fields,
@@ -122,6 +123,17 @@ def test_start_time_is_local_time() -> None:
     assert parse_time(info.start_time) == expected
     assert parse_time("Unknown") is None
     assert parse_time("None") is None
+
+
+def test_start_on_the_monotonic_clock() -> None:
+    # monotonic 500.0 is wall time 10_000.0
+    at = {"queued_at": 480.0, "now": 500.0, "wall": 10_000.0}
+    assert clock_start(9_990.0, **at) == 490.0
+    # StartTime's whole seconds (or a reset boot) before the job was last seen waiting
+    assert clock_start(9_950.0, **at) == 480.0
+    # a controller's clock ahead of ours
+    assert clock_start(10_003.0, **at) == 500.0
+    assert clock_start(None, **at) == 500.0
 
 
 def test_gpus_per_node_from_the_detail_line() -> None:

@@ -28,6 +28,7 @@ from orchestrator.backends.slurm.script import NAME_PREFIX, batch_script, job_na
 from orchestrator.backends.slurm.settings import SlurmSettings
 from orchestrator.backends.slurm.state import (
     JobInfo,
+    clock_start,
     gpus_of,
     judge,
     parse_sacct,
@@ -261,7 +262,12 @@ class SlurmBackend:
             tracked.queued_at = asked
             self._queued(tracked, info)
         elif tracked.running_at is None and info.node_list is not None:
-            tracked.running_at = self._started(tracked, info)
+            tracked.running_at = clock_start(
+                parse_time(info.start_time),
+                queued_at=tracked.queued_at,
+                now=time.monotonic(),
+                wall=time.time(),
+            )
         if not info.over:
             return
         if tracked.expired is not None and info.node_list is None and not tracked.cancelled:
@@ -280,17 +286,6 @@ class SlurmBackend:
         tracked.expired = f"Slurm {info.state}" + (f", {info.reason}" if info.reason else "")
         with contextlib.suppress(BackendUnavailable):
             slurm(["scancel", tracked.job_id])
-
-    @staticmethod
-    def _started(tracked: _Tracked, info: JobInfo) -> float:
-        """The job's StartTime on the monotonic clock; never before mbctl last saw it waiting
-        (StartTime is whole seconds, a booting node's may be reset) nor in the future (a
-        controller's clock ahead of ours)."""
-        now, wall = time.monotonic(), time.time()
-        start = parse_time(info.start_time)
-        if start is None:
-            return now
-        return max(tracked.queued_at, now - max(0.0, wall - start))
 
     def _finish(self, tracked: _Tracked, result: Exit) -> None:
         result.nodes = self._nodes(tracked.info)

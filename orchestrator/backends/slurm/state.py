@@ -87,6 +87,16 @@ def parse_time(text: str | None) -> float | None:
         return None
 
 
+def clock_start(start: float | None, *, queued_at: float, now: float, wall: float) -> float:
+    """A job's start (epoch ``start``, None if unreadable) on the clock of ``now`` (monotonic;
+    ``wall`` is ``time.time()`` at the same moment): never before it was last seen waiting,
+    ``queued_at`` (StartTime is whole seconds; a booting node's may be reset), nor after ``now``
+    (a controller's clock ahead of ours)."""
+    if start is None:
+        return now
+    return max(queued_at, now - max(0.0, wall - start))
+
+
 def parse_scontrol(text: str) -> JobInfo | None:
     """The job of ``scontrol show job -d -o ID``; None if the text holds no job."""
     line = next((ln for ln in text.splitlines() if ln.startswith("JobId=")), None)
