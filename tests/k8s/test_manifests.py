@@ -486,7 +486,7 @@ def test_render_k8s_writes_one_file_per_object_and_a_kustomization(tmp_path: Pat
     result = CliRunner().invoke(
         app,
         ["render", "k8s", "--vendor", "rocm", "--suite", str(SUITE), "--devices", "2", "--nodes", "2",
-         "--image-registry", "reg.local", "--namespace", "bench", "--output", str(out)],
+         "--registry", "reg.local", "--namespace", "bench", "--output", str(out)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     files = sorted(p.name for p in out.iterdir())
@@ -504,6 +504,32 @@ def test_render_k8s_writes_one_file_per_object_and_a_kustomization(tmp_path: Pat
     assert _container(job)["image"] == "reg.local/mbctl/matmul:rocm"
     assert "&id" not in (out / "job-resnet50-d0.yaml").read_text()
     assert "not admitted as a gang" in result.stderr  # two nodes, no queue_name
+
+
+@pytest.mark.parametrize("command", ["k8s", "slurm"])
+def test_render_shows_one_registry_option_and_keeps_the_old_name(
+    command: str, tmp_path: Path
+) -> None:
+    from orchestrator.cli.main import app
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["render", command, "--help"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "--registry" in shown.stdout
+    assert "--image-registry" not in shown.stdout
+    # Slurm only takes images with a container runtime
+    site = tmp_path / "site.yaml"
+    site.write_text("runtime: apptainer\n")
+    extra = ["--slurm-config", str(site)] if command == "slurm" else []
+    for name in ("--registry", "--image-registry"):
+        out = tmp_path / name
+        result = runner.invoke(
+            app,
+            ["render", command, "--vendor", "cpu", "--suite", str(SUITE), "--select", "dp-mlp",
+             name, "reg.local", *extra, "-o", str(out)],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        written = "\n".join(p.read_text() for p in sorted(out.iterdir()) if p.is_file())
+        assert "reg.local/mbctl/jaxmlp:cpu" in written
 
 
 def test_render_k8s_errors_are_one_line_with_exit_code_2(

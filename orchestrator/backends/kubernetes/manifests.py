@@ -277,7 +277,7 @@ def job_manifest(
     if not job.image:
         raise ConfigError(
             f"job {job.id} has no image",
-            hint="pass --lock FILE, --image-registry REGISTRY or --image BENCH=REF",
+            hint="pass --lock FILE, --registry HOST/PATH or --image BENCH=REF",
         )
     spec = vendors.get(job.vendor)
     name = name or job_name(job, phase, run_id)
@@ -566,7 +566,7 @@ def render_bundle(
     if missing:
         raise ConfigError(
             f"no image for {', '.join(missing)}",
-            hint="pass --lock FILE, --image-registry REGISTRY or --image BENCH=REF",
+            hint="pass --lock FILE, --registry HOST/PATH or --image BENCH=REF",
         )
     objects = [pvc_manifest(settings), *rbac_manifests(settings)]
     jobs: list[Manifest] = []
