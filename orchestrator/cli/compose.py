@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli.console import err, out
+from orchestrator.cli.console import out
 from orchestrator.cli.options import (
-    VENDORS,
     DevicesOpt,
     ExcludeOpt,
     ImageOpt,
@@ -22,13 +21,11 @@ from orchestrator.cli.options import (
     SetOpt,
     SuiteOpt,
 )
+from orchestrator.cli.render import RenderVendorOpt
 
 
 def render_compose(
-    vendor: Annotated[
-        str,
-        typer.Option("--vendor", metavar=VENDORS, help="The accelerators of the hosts to run on."),
-    ],
+    vendor: RenderVendorOpt,
     output: Annotated[Path, typer.Option("--output", "-o", help="Compose file to write.")],
     suite: SuiteOpt = "smoke",
     profile: ProfileOpt = None,
@@ -62,14 +59,11 @@ def render_compose(
 ) -> None:
     """Write a Compose file with one service per job (profile = benchmark), GPUs exposed per vendor."""
     from pydantic import ValidationError
-    from rich.markup import escape
 
-    from orchestrator import compose, config, vendors, workflow
-    from orchestrator.backends.base import Phase
+    from orchestrator import compose, vendors
     from orchestrator.backends.docker import DockerSettings
+    from orchestrator.cli.render import print_skipped, render_plan
     from orchestrator.errors import ConfigError
-    from orchestrator.images import image_refs
-    from orchestrator.plan import make_plan, parse_devices
 
     try:
         settings = DockerSettings(shm_size=shm_size, **({"user": user} if user else {}))
@@ -78,42 +72,27 @@ def render_compose(
         raise ConfigError(
             f"--{problem['loc'][0]}".replace("_", "-") + f": {problem['msg']}"
         ) from None
-    chosen = config.load_selected(
-        suite,
-        overrides=overrides or (),
+    plan, run_phase = render_plan(
+        vendor=vendor,
+        suite=suite,
         profile=profile,
-        select=select or (),
-        exclude=exclude or (),
+        select=select,
+        exclude=exclude,
+        overrides=overrides,
+        devices=devices,
+        registry=registry or image_registry,
+        lock=lock,
+        image=image,
+        phase=phase,
+        context=f"vendor {vendor}",
     )
-    refs = image_refs(
-        chosen, vendor, registry=registry or image_registry, lock=lock, explicit=image or ()
-    )
-    plan = make_plan(
-        chosen, vendor=vendor, devices=parse_devices(devices) if devices else (), images=refs
-    )
-    run_phase = Phase(phase.value)
-    if run_phase is Phase.PREPARE:
-        plan = workflow.preparation_plan(plan, config.benchmarks_root())
-    if not plan.jobs:
-        raise ConfigError(
-            "nothing to render: every benchmark was skipped",
-            hint="; ".join(f"{s.bench}: {s.reason}" for s in plan.skipped) or "empty selection",
-        )
-    unset = sorted({job.bench for job in plan.jobs if not job.image})
-    if unset:
-        raise ConfigError(
-            f"no image for {', '.join(unset)} (vendor {vendor})",
-            hint="pass --lock images.lock.yaml (from mbctl build + mbctl push), "
-            "--registry HOST/PATH (placeholder tags) or --image BENCH=REF",
-        )
     host = vendors.HostFacts.probe() if vendors.get(vendor).vendor is vendors.Vendor.ROCM else None
     document = compose.render_compose(
         plan, settings, host=host, data=str(data.resolve()) if data else None, phase=run_phase
     )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(compose.dump_compose(document))
-    for s in plan.skipped:
-        err.print(f"[yellow]skipped[/] {escape(s.bench)}: {escape(s.reason)}")
+    print_skipped(plan)
     first = next(iter(document["services"].values()))["profiles"][0]
     out.print(
         f"wrote {output} ({len(plan.jobs)} services, vendor {plan.vendor}, suite {plan.suite})"

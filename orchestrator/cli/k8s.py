@@ -11,30 +11,22 @@ from orchestrator.cli.console import err, out
 from orchestrator.cli.options import (
     ExcludeOpt,
     ImageOpt,
-    ImageRegistryOpt,
     K8sConfigOpt,
     LockOpt,
     NamespaceOpt,
     PhaseChoice,
     ProfileOpt,
+    RegistryAliasOpt,
+    RegistryOpt,
     SelectOpt,
     SetOpt,
     SuiteOpt,
 )
-
-DevicesOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--devices", help="Accelerators per node: a count (8) or indices (0,1); none on cpu."
-    ),
-]
+from orchestrator.cli.render import NodeDevicesOpt, NodesOpt, RenderVendorOpt
 
 
 def render_k8s(
-    vendor: Annotated[
-        str,
-        typer.Option("--vendor", help="cpu, cuda, rocm, hpu or xpu: the cluster's accelerators."),
-    ],
+    vendor: RenderVendorOpt,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Folder to write the manifests to.")
     ],
@@ -43,11 +35,10 @@ def render_k8s(
     select: SelectOpt = None,
     exclude: ExcludeOpt = None,
     overrides: SetOpt = None,
-    devices: DevicesOpt = None,
-    nodes: Annotated[
-        int, typer.Option("--nodes", min=1, help="Nodes a multi-node benchmark may span.")
-    ] = 1,
-    image_registry: ImageRegistryOpt = None,
+    devices: NodeDevicesOpt = None,
+    nodes: NodesOpt = 1,
+    registry: RegistryOpt = None,
+    image_registry: RegistryAliasOpt = None,
     lock: LockOpt = None,
     image: ImageOpt = None,
     k8s_config: K8sConfigOpt = None,
@@ -58,45 +49,29 @@ def render_k8s(
     ] = PhaseChoice.RUN,
 ) -> None:
     """Write a suite's Jobs (Indexed Jobs + Services across nodes), PVC, RBAC and a kustomization."""
-    from orchestrator import config, workflow
-    from orchestrator.backends.base import Phase
     from orchestrator.backends.kubernetes import load_settings
     from orchestrator.backends.kubernetes.manifests import bundle_security_level, render_bundle
     from orchestrator.backends.kubernetes.render import write_manifests
-    from orchestrator.errors import ConfigError
-    from orchestrator.images import image_refs
-    from orchestrator.plan import make_plan, parse_devices
+    from orchestrator.cli.render import print_skipped, render_plan
 
     settings = load_settings(k8s_config, namespace=namespace)
-    chosen = config.load_selected(
-        suite,
-        overrides=overrides or (),
-        profile=profile,
-        select=select or (),
-        exclude=exclude or (),
-    )
-    refs = image_refs(chosen, vendor, registry=image_registry, lock=lock, explicit=image or ())
-    plan = make_plan(
-        chosen,
+    plan, run_phase = render_plan(
         vendor=vendor,
-        devices=parse_devices(devices) if devices else (),
+        suite=suite,
+        profile=profile,
+        select=select,
+        exclude=exclude,
+        overrides=overrides,
+        devices=devices,
         nodes=nodes,
-        images=refs,
+        registry=registry or image_registry,
+        lock=lock,
+        image=image,
+        phase=phase,
+        context=f"vendor {vendor}",
     )
-    run_phase = Phase(phase.value)
-    if run_phase is Phase.PREPARE:
-        planned = len(plan.jobs)
-        plan = workflow.preparation_plan(plan, config.benchmarks_root())
-        if planned and not plan.jobs:
-            raise ConfigError("nothing to prepare: no benchmark of the selection has a prepare.py")
-    if not plan.jobs:
-        raise ConfigError(
-            "nothing to render: every benchmark was skipped",
-            hint="; ".join(f"{s.bench}: {s.reason}" for s in plan.skipped) or "empty selection",
-        )
     written = write_manifests(plan, settings, output, run_phase)
-    for s in plan.skipped:
-        err.print(f"[yellow]skipped[/] {s.bench}: {s.reason}")
+    print_skipped(plan)
     level = bundle_security_level(
         [m for m in render_bundle(plan, settings, run_phase).values() if m["kind"] == "Job"]
     )

@@ -169,15 +169,6 @@ RegistryOpt = Annotated[
 ]
 #: The registry option's old name in the render commands, accepted but no longer shown.
 RegistryAliasOpt = Annotated[str | None, typer.Option("--image-registry", hidden=True)]
-ImageRegistryOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--registry",
-        "--image-registry",
-        metavar="HOST[/PATH]",
-        help="Use REGISTRY/mbctl/<benchmark>:<vendor> (placeholders).",
-    ),
-]
 NodesOpt = Annotated[
     int | None,
     typer.Option(

@@ -195,6 +195,36 @@ def test_xpu_resource_name_can_be_the_xe_driver() -> None:
     assert _pod(manifest)["tolerations"][0]["key"] == "gpu.intel.com/xe"
 
 
+def test_suite_resources_replace_the_scaled_requests_and_limits() -> None:
+    import kubernetes_validate
+
+    from orchestrator.backends.kubernetes.manifests import cpu_quantity, job_resources
+    from orchestrator.resources import Resources
+
+    # smaller than two devices' 16 CPUs and 128Gi: both request and limit follow the suite
+    resources = _container(_job("cuda", "llm-2n"))["resources"]
+    assert resources == {
+        "requests": {"cpu": "2500m", "memory": "96Gi"},
+        "limits": {"cpu": "2500m", "memory": "96Gi", "nvidia.com/gpu": "2"},
+    }
+    # larger than the site's per-device values: the suite's still win, huge pages stay scaled
+    job = job_of(plan_for("hpu"), "llm-2n")
+    job = job.model_copy(update={"resources": Resources(memory="300Gi", cpus=40, pids=64)})
+    manifest = job_manifest(job, K8sSettings(per_device={"cpu": "4"}), run_id=RUN_ID)
+    resources = _container(manifest)["resources"]
+    assert resources["requests"] == {"cpu": "40", "memory": "300Gi", "hugepages-2Mi": "4Gi"}
+    assert resources["limits"]["cpu"] == "40" and resources["limits"]["memory"] == "300Gi"
+    # pids have no place in a pod: nothing else appears
+    assert set(resources["limits"]) == {"cpu", "memory", "hugepages-2Mi", "habana.ai/gaudi"}
+    kubernetes_validate.validate(manifest, SCHEMA_VERSIONS[0], strict=True)
+    # preparing data keeps the benchmark's limits
+    prepare = _container(_job("cuda", "llm-2n", Phase.PREPARE))["resources"]
+    assert prepare["limits"] == {"cpu": "2500m", "memory": "96Gi"}
+    assert job_resources(None) == {} and job_resources(Resources(pids=10)) == {}
+    assert job_resources(Resources(memory="512K")) == {"memory": "512k"}
+    assert [cpu_quantity(c) for c in (1, 0.25, 1.5, 0.0001)] == ["1", "250m", "1500m", "1m"]
+
+
 def test_environment_drops_visible_devices_and_points_at_the_volumes() -> None:
     for vendor in VENDORS:
         env = _env(_job(vendor, "resnet50"))
@@ -456,7 +486,7 @@ def test_render_k8s_writes_one_file_per_object_and_a_kustomization(tmp_path: Pat
     result = CliRunner().invoke(
         app,
         ["render", "k8s", "--vendor", "rocm", "--suite", str(SUITE), "--devices", "2", "--nodes", "2",
-         "--image-registry", "reg.local", "--namespace", "bench", "--output", str(out)],
+         "--registry", "reg.local", "--namespace", "bench", "--output", str(out)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     files = sorted(p.name for p in out.iterdir())
@@ -474,6 +504,32 @@ def test_render_k8s_writes_one_file_per_object_and_a_kustomization(tmp_path: Pat
     assert _container(job)["image"] == "reg.local/mbctl/matmul:rocm"
     assert "&id" not in (out / "job-resnet50-d0.yaml").read_text()
     assert "not admitted as a gang" in result.stderr  # two nodes, no queue_name
+
+
+@pytest.mark.parametrize("command", ["k8s", "slurm"])
+def test_render_shows_one_registry_option_and_keeps_the_old_name(
+    command: str, tmp_path: Path
+) -> None:
+    from orchestrator.cli.main import app
+
+    runner = CliRunner()
+    shown = runner.invoke(app, ["render", command, "--help"], env={"COLUMNS": "200"})
+    assert shown.exit_code == 0 and "--registry" in shown.stdout
+    assert "--image-registry" not in shown.stdout
+    # Slurm only takes images with a container runtime
+    site = tmp_path / "site.yaml"
+    site.write_text("runtime: apptainer\n")
+    extra = ["--slurm-config", str(site)] if command == "slurm" else []
+    for name in ("--registry", "--image-registry"):
+        out = tmp_path / name
+        result = runner.invoke(
+            app,
+            ["render", command, "--vendor", "cpu", "--suite", str(SUITE), "--select", "dp-mlp",
+             name, "reg.local", *extra, "-o", str(out)],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        written = "\n".join(p.read_text() for p in sorted(out.iterdir()) if p.is_file())
+        assert "reg.local/mbctl/jaxmlp:cpu" in written
 
 
 def test_render_k8s_errors_are_one_line_with_exit_code_2(
@@ -611,12 +667,15 @@ def test_render_two_nodes_with_a_queue_gives_static_rendezvous_anti_affinity_and
     assert job["spec"]["suspend"] is True and job["spec"]["parallelism"] == 2
     assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "benchmarks"
     resources = _container(job)["resources"]
-    assert resources["requests"] == {"cpu": "64", "memory": "512Gi"}
+    # the suite's resources: (2.5 CPUs, 96Gi) replace 8 devices' 64 CPUs and 512Gi
+    assert resources["requests"] == {"cpu": "2500m", "memory": "96Gi"}
     assert resources["limits"] == {
-        "cpu": "64",
-        "memory": "512Gi",
+        "cpu": "2500m",
+        "memory": "96Gi",
         "nvidia.com/gpu": "8",
     }  # Guaranteed
+    one = _container(files["job-resnet50-d0.yaml"])["resources"]
+    assert one["requests"] == {"cpu": "8", "memory": "64Gi"}
     assert files["service-llm-2n-n2.yaml"]["spec"]["clusterIP"] == "None"
     for name, manifest in files.items():
         if name != "kustomization.yaml":

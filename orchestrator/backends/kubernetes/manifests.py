@@ -23,6 +23,7 @@ from orchestrator.backends.kubernetes.settings import K8sSettings
 from orchestrator.backends.local import job_environment
 from orchestrator.errors import ConfigError
 from orchestrator.plan import Job, Plan
+from orchestrator.resources import Resources
 
 Manifest = dict[str, Any]
 
@@ -181,13 +182,34 @@ def per_device(spec: vendors.VendorSpec, settings: K8sSettings) -> dict[str, str
     return {**spec.k8s_per_device, **settings.per_device}
 
 
+def cpu_quantity(cpus: float) -> str:
+    """``cpus`` cores as a quantity: whole cores as a number, fractions in millicores."""
+    millis = max(1, round(cpus * 1000))
+    return str(millis // 1000) if millis % 1000 == 0 else f"{millis}m"
+
+
+def job_resources(resources: Resources | None) -> dict[str, str]:
+    """A benchmark's ``resources:`` as pod quantities: ``memory`` and ``cpu`` (pids have no
+    per-pod field: the kubelet's ``podPidsLimit`` is a node setting)."""
+    if resources is None:
+        return {}
+    own: dict[str, str] = {}
+    if resources.memory is not None:
+        # Kubernetes spells the decimal kilo "k"; every other suffix of the model is its own
+        own["memory"] = re.sub(r"K$", "k", resources.memory)
+    if resources.cpus is not None:
+        own["cpu"] = cpu_quantity(resources.cpus)
+    return own
+
+
 def _resources(
     job: Job, phase: Phase, spec: vendors.VendorSpec, settings: K8sSettings
 ) -> dict[str, Any]:
     """Requests per device times the pod's devices; memory and huge pages limited at their request.
 
     CPU gets no limit unless Guaranteed QoS is asked for (a CPU limit throttles data loaders);
-    a job without devices, and every prepare job, counts as one device.
+    a job without devices, and every prepare job, counts as one device. The benchmark's own
+    ``resources:`` (memory, cpus) replace the scaled values, as request and limit both.
     """
     running = phase is Phase.RUN
     count = max(1, len(job.devices)) if running else 1
@@ -198,6 +220,12 @@ def _resources(
         if running or not key.startswith("hugepages-")
     }
     limits = {k: v for k, v in requests.items() if k != "cpu" or settings.guaranteed}
+    own = job_resources(job.resources)
+    # the benchmark knows its own needs better than a per-device guess, in both directions: its
+    # value is the limit, and the request too (a request above the limit is invalid, and one
+    # below it would let a node overcommit what the benchmark is known to use)
+    requests |= own
+    limits |= own
     resource = device_resource(spec, settings)
     # preparing data needs no accelerator: it should not hold one or wait for one
     if running and resource is not None:
@@ -249,7 +277,7 @@ def job_manifest(
     if not job.image:
         raise ConfigError(
             f"job {job.id} has no image",
-            hint="pass --lock FILE, --image-registry REGISTRY or --image BENCH=REF",
+            hint="pass --lock FILE, --registry HOST/PATH or --image BENCH=REF",
         )
     spec = vendors.get(job.vendor)
     name = name or job_name(job, phase, run_id)
@@ -538,7 +566,7 @@ def render_bundle(
     if missing:
         raise ConfigError(
             f"no image for {', '.join(missing)}",
-            hint="pass --lock FILE, --image-registry REGISTRY or --image BENCH=REF",
+            hint="pass --lock FILE, --registry HOST/PATH or --image BENCH=REF",
         )
     objects = [pvc_manifest(settings), *rbac_manifests(settings)]
     jobs: list[Manifest] = []
