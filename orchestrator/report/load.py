@@ -16,7 +16,13 @@ from orchestrator import sysinfo
 from orchestrator.archives import BoundedZip
 from orchestrator.errors import ResultsError
 from orchestrator.metrics import MAX_RATE
-from orchestrator.report.model import MILABENCH_SUFFIX, BenchmarkSpec, JobResult, RunData
+from orchestrator.report.model import (
+    MILABENCH_SUFFIX,
+    REAL_TYPES,
+    BenchmarkSpec,
+    JobResult,
+    RunData,
+)
 from orchestrator.results import EVENTS_SUFFIX, LOG_SUFFIX, META_FILE, STDERR_SUFFIX, RunDir
 from orchestrator.telemetry import TELEMETRY_FILE
 
@@ -42,10 +48,11 @@ def _sample_of(devices: object, device: str | None) -> dict[str, Any] | None:
     """A telemetry sample restricted to the job's device (Milabench's ``gpudata`` filter)."""
     if not isinstance(devices, dict):
         return None
-    sample = {str(k): v for k, v in devices.items() if k != "time"}
     if device is None:
-        return sample
-    return {device: sample[device]} if device in sample else None
+        return {str(k): v for k, v in devices.items() if k != "time"}
+    if device in devices and device != "time":  # JSON keys are str already
+        return {device: devices[device]}
+    return None
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -113,14 +120,17 @@ def _milabench_scan(
             continue
         elif raw[:1] == "{":
             keep.append(raw)
+    real = REAL_TYPES
     for entry in _decode_all(keep):
         event, data = entry.get("event"), entry.get("data")
-        if event == "data" and isinstance(data, dict):
+        if event == "data" and type(data) is dict:
+            # type() rather than _number: decoded JSON holds no int/float subclass but bool
             if "rate" in data and data.get("task") == "train":
-                rate = _number(data["rate"])
-                if rate is not None and 0 <= rate <= MAX_RATE:  # metrics' rule for our runs
-                    rates.append(rate)
-                    times.append(_number(data.get("time")))
+                rate = data["rate"]
+                if type(rate) in real and 0 <= rate <= MAX_RATE:  # metrics' rule for our runs
+                    rates.append(float(rate))
+                    t = data.get("time")
+                    times.append(float(t) if type(t) in real else None)
                 if units is None and isinstance(data.get("units"), str):
                     units = data["units"]
             if "loss" in data and (loss := _number(data["loss"])) is not None:
