@@ -129,7 +129,7 @@ def _milabench_scan(
                 rate = data["rate"]
                 if type(rate) in real and 0 <= rate <= MAX_RATE:  # metrics' rule for our runs
                     rates.append(float(rate))
-                    t = data.get("time")
+                    t: Any = data.get("time")
                     times.append(float(t) if type(t) in real else None)
                 if units is None and isinstance(data.get("units"), str):
                     units = data["units"]

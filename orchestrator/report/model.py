@@ -98,7 +98,7 @@ class JobResult:
                 value = used[0]
                 if type(value) in REAL_TYPES and value != 1 and data.get("load") != 0:
                     self.memory.setdefault(device, []).append(float(value))
-            watts = data.get("power")
+            watts: Any = data.get("power")
             if type(watts) in REAL_TYPES:
                 self.power.setdefault(device, []).append((t, float(watts)))
 
