@@ -31,6 +31,11 @@ LOG_TAIL_LINES: Final = 40
 _LOG_TAIL_BYTES: Final = 32 * 1024
 #: Keys of a ``start`` event that describe the program, not the device it ran on.
 _START_KEYS: Final = frozenset({"event", "t", "bench", "argv", "pid"})
+#: What a report keeps of a Kubernetes ``meta`` event's node, and of a Slurm exit event's nodes.
+_NODE_KEYS: Final = (
+    "name", "labels", "device_resource", "devices", "os", "kernel", "container_runtime",
+)  # fmt: skip
+_EXIT_NODE_KEYS: Final = ("name", "gpu_product", "gpu_count", "gpu_indices")
 
 
 def _number(value: object) -> float | None:
@@ -271,8 +276,7 @@ def mbctl_job(events: Iterable[dict[str, Any]], source: str, job_id: str) -> Job
         elif kind == "meta" and ev.get("kind") == "node" and isinstance(ev.get("node"), dict):
             # Kubernetes: one per rank, naming the node (and its hardware) the pod ran on
             node = ev["node"]
-            keep = ("name", "os", "kernel", "container_runtime", "devices")
-            result.facts.setdefault("nodes", []).append({k: node.get(k) for k in keep})
+            result.facts.setdefault("nodes", []).append({k: node.get(k) for k in _NODE_KEYS})
         elif kind == "error" and isinstance(ev.get("message"), str):
             kind_name = ev.get("type")
             prefix = f"{kind_name}: " if isinstance(kind_name, str) else ""
@@ -286,6 +290,12 @@ def mbctl_job(events: Iterable[dict[str, Any]], source: str, job_id: str) -> Job
             result.ended = _number(ev.get("t"))
             if isinstance(ev.get("image"), dict):
                 result.facts["image"] = ev["image"]
+            if isinstance(ev.get("nodes"), list):  # Slurm: the nodes that ran it, their GPUs
+                result.facts.setdefault("nodes", []).extend(
+                    {k: n.get(k) for k in _EXIT_NODE_KEYS}
+                    for n in ev["nodes"]
+                    if isinstance(n, dict)
+                )
     if result is None:
         return "no config event"
     if result.status is None:
