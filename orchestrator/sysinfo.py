@@ -251,6 +251,20 @@ def _framework_text(framework: Any) -> str | None:
     return text
 
 
+def _runtime_text(device: dict[str, Any]) -> str | None:
+    """``cuda 12.4``/``hip 6.2``: the build key of the framework that names the runtime's
+    version (torch's ``cuda`` type runs on either), else the device type."""
+    runtime = device.get("runtime")
+    if runtime is None or runtime == "":
+        return None
+    build = _get(device, "framework", "build")
+    kind = next(
+        (k for k in ("hip", "cuda", "xpu") if isinstance(build, dict) and build.get(k) == runtime),
+        device.get("type"),
+    )
+    return f"{kind} {runtime}" if kind else str(runtime)
+
+
 def _jobs_text(jobs: list[Any]) -> str:
     shown = ", ".join(str(j) for j in jobs[:3])
     return shown + (f" +{len(jobs) - 3} more" if len(jobs) > 3 else "")
@@ -269,7 +283,7 @@ def device_rows(devices: Any) -> list[tuple[str, str]]:
         candidates = [
             ("device", _device_text(device)),
             ("device driver", _text(device.get("driver"))),
-            ("device runtime", _text(device.get("runtime"))),
+            ("device runtime", _runtime_text(device)),
             ("framework", _framework_text(device.get("framework"))),
         ]
         out += [(label + suffix, value) for label, value in candidates if value]

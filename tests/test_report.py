@@ -461,7 +461,7 @@ def test_system_energy_and_causes(tmp_path: Path) -> None:
     md = to_markdown(rep)
     # the hardware that ran, from the jobs' start events: model, count, driver, runtime, build
     assert "- **device**: 1 × NVIDIA H100 80GB HBM3 (cuda, cuda)" in md
-    assert "- **device driver**: 550.54.15" in md and "- **device runtime**: 12.4" in md
+    assert "- **device driver**: 550.54.15" in md and "- **device runtime**: cuda 12.4" in md
     assert "- **framework**: torch 2.4.0+cu124 (cuda 12.4, git_version e2d141dbde5)" in md
     assert "job " not in md
     assert "- **accelerator**: 2 × NVIDIA H100 80GB HBM3, 81,559 MiB each" in md
@@ -474,7 +474,10 @@ def test_system_energy_and_causes(tmp_path: Path) -> None:
     assert rows["convnet"]["power_mean_w"] == "400.0" and rows["bert"]["energy_kj"] == ""
     assert rows["convnet"]["accelerator"].startswith("2 × NVIDIA H100")
     assert rows["bert"]["device"] == "1 × NVIDIA H100 80GB HBM3 (cuda, cuda)"
-    assert rows["bert"]["device driver"] == "550.54.15" and rows["bert"]["device runtime"] == "12.4"
+    assert (
+        rows["bert"]["device driver"] == "550.54.15"
+        and rows["bert"]["device runtime"] == "cuda 12.4"
+    )
     assert rows["bert"]["framework"] == "torch 2.4.0+cu124 (cuda 12.4, git_version e2d141dbde5)"
     page = to_html(rep)
     assert "NVIDIA H100 80GB HBM3" in page and "convnet: power" in page and "oom:" in page
@@ -716,6 +719,11 @@ def test_xpu_device_and_node_label_keys() -> None:
         rows["framework"]
         == "torch 2.1.0a0+cxx11.abi (xpu 20240129, git_version abc), ipex 2.1.10+xpu"
     )
+    assert rows["device runtime"] == "xpu 20240129"
+    rocm = {"type": "cuda", "runtime": "6.2.4", "framework": {"build": {"hip": "6.2.4"}}}
+    assert dict(sysinfo.device_rows([rocm]))["device runtime"] == "hip 6.2.4"
+    gaudi = {"type": "hpu", "runtime": "1.18.0", "framework": {"name": "torch"}}
+    assert dict(sysinfo.device_rows([gaudi]))["device runtime"] == "hpu 1.18.0"
     # the report reads node labels without importing the Kubernetes backend: same keys
     assert sysinfo.NODE_PRODUCT_LABELS == nodes.PRODUCT_LABELS
     assert sysinfo.NODE_DRIVER_LABELS == nodes.DRIVER_LABELS
