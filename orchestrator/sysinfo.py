@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from orchestrator import __version__
-from orchestrator.vendors import Detection
+
+if TYPE_CHECKING:  # reports read descriptions without the vendors module
+    from orchestrator.vendors import Detection
 
 #: Fields a submission's system description must have (checked by ``mbctl verify``).
 REQUIRED_FIELDS = (
@@ -158,18 +161,48 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
+#: Node labels naming the accelerator model and driver, as ``backends.kubernetes.nodes``
+#: records them (``PRODUCT_LABELS``, ``DRIVER_LABELS``; a test keeps them equal): that package's
+#: import costs a report 0.2 s.
+NODE_PRODUCT_LABELS = (
+    "nvidia.com/gpu.product",
+    "amd.com/gpu.product-name",
+    "beta.amd.com/gpu.product-name",
+    "gpu.intel.com/family",
+)
+NODE_DRIVER_LABELS = ("nvidia.com/cuda.driver-version.full", "amd.com/gpu.driver-version")
+
+
+def _first_label(labels: Any, keys: tuple[str, ...]) -> str | None:
+    if not isinstance(labels, dict):
+        return None
+    return next((str(labels[k]) for k in keys if labels.get(k)), None)
+
+
 def _node_label(name: Any, description: Any) -> str:
-    detail = description
-    if isinstance(description, dict):
-        detail = next(
-            (description[k] for k in ("gpu_product", "gpu", "model") if description.get(k)), None
-        )
-    return f"{name}" + (f" ({detail})" if isinstance(detail, str) and detail else "")
+    """``name (product × count, driver D)``: a Kubernetes node's labels and allocatable
+    devices, a Slurm node's ``gpu_product`` (and ``gpu_count`` from the jobs' exit events)."""
+    if not isinstance(description, dict):
+        detail = description if isinstance(description, str) else None
+        return f"{name}" + (f" ({detail})" if detail else "")
+    labels = description.get("labels")
+    product = next(
+        (description[k] for k in ("gpu_product", "gpu", "model") if description.get(k)), None
+    ) or _first_label(labels, NODE_PRODUCT_LABELS)
+    count = description.get("gpu_count")
+    if count is None and description.get("device_resource"):
+        count = description.get("devices")
+    parts = []
+    if product or count:
+        parts.append(f"{product or 'device'}" + (f" × {count}" if count else ""))
+    if driver := _first_label(labels, NODE_DRIVER_LABELS):
+        parts.append(f"driver {driver}")
+    return f"{name}" + (f" ({', '.join(parts)})" if parts else "")
 
 
 def _nodes(nodes: Any) -> str | None:
     """``meta.json``'s ``nodes``: names, records with a ``name`` (slurm: and a
-    ``gpu_product``), or a mapping of name to description."""
+    ``gpu_product``), or a mapping of name to description (Kubernetes and Slurm runs)."""
     if isinstance(nodes, dict) and nodes:
         labels = [_node_label(name, desc) for name, desc in nodes.items()]
     elif isinstance(nodes, list) and nodes:
@@ -177,6 +210,84 @@ def _nodes(nodes: Any) -> str | None:
     else:
         return _text(nodes)
     return f"{len(labels)}: " + ", ".join(labels)
+
+
+# --- the devices jobs ran on (benchkit's ``device`` object of each job's start event) --------
+
+
+def job_devices(by_job: dict[str, Any]) -> list[dict[str, Any]]:
+    """The distinct ``device`` objects of ``by_job`` (job id → benchkit's object: ``vendor``,
+    ``type``, ``name``, ``count``, ``driver``, ``runtime``, ``framework``), each once with
+    ``jobs``, the ids that reported it; the one most jobs ran on first."""
+    groups: dict[str, dict[str, Any]] = {}
+    for job_id, device in by_job.items():
+        if not isinstance(device, dict) or not device:
+            continue
+        key = json.dumps(device, sort_keys=True, default=str)
+        groups.setdefault(key, {**device, "jobs": []})["jobs"].append(job_id)
+    return sorted(groups.values(), key=lambda d: -len(d["jobs"]))
+
+
+def _device_text(device: dict[str, Any]) -> str | None:
+    """``count × name (vendor, type)``."""
+    name, count = device.get("name"), device.get("count")
+    kinds = ", ".join(str(device[k]) for k in ("vendor", "type") if device.get(k))
+    if not (name or count or kinds):
+        return None
+    head = f"{count if count is not None else '?'} × {name or device.get('type') or 'device'}"
+    return head + (f" ({kinds})" if kinds else "")
+
+
+def _framework_text(framework: Any) -> str | None:
+    """``torch 2.4.0 (cuda 12.4, git_version abc), ipex 2.1``; jax: ``(jaxlib 0.4, backend gpu)``."""
+    if not isinstance(framework, dict) or not framework.get("name"):
+        return None
+    text = " ".join(str(framework[k]) for k in ("name", "version") if framework.get(k))
+    build = framework.get("build")
+    if isinstance(build, dict) and build:
+        text += " (" + ", ".join(f"{k} {v}" for k, v in build.items() if v) + ")"
+    if framework.get("ipex"):
+        text += f", ipex {framework['ipex']}"
+    return text
+
+
+def _runtime_text(device: dict[str, Any]) -> str | None:
+    """``cuda 12.4``/``hip 6.2``: the build key of the framework that names the runtime's
+    version (torch's ``cuda`` type runs on either), else the device type."""
+    runtime = device.get("runtime")
+    if runtime is None or runtime == "":
+        return None
+    build = _get(device, "framework", "build")
+    kind = next(
+        (k for k in ("hip", "cuda", "xpu") if isinstance(build, dict) and build.get(k) == runtime),
+        device.get("type"),
+    )
+    return f"{kind} {runtime}" if kind else str(runtime)
+
+
+def _jobs_text(jobs: list[Any]) -> str:
+    shown = ", ".join(str(j) for j in jobs[:3])
+    return shown + (f" +{len(jobs) - 3} more" if len(jobs) > 3 else "")
+
+
+def device_rows(devices: Any) -> list[tuple[str, str]]:
+    """(label, value) lines of ``job_devices``' groups: device, its driver and runtime, the
+    framework and its build. With several groups each label names the jobs of its group."""
+    if not isinstance(devices, list):
+        return []
+    groups = [d for d in devices if isinstance(d, dict)]
+    out = []
+    for device in groups:
+        jobs = device.get("jobs") if isinstance(device.get("jobs"), list) else []
+        suffix = f" [{_jobs_text(jobs)}]" if len(groups) > 1 and jobs else ""
+        candidates = [
+            ("device", _device_text(device)),
+            ("device driver", _text(device.get("driver"))),
+            ("device runtime", _runtime_text(device)),
+            ("framework", _framework_text(device.get("framework"))),
+        ]
+        out += [(label + suffix, value) for label, value in candidates if value]
+    return out
 
 
 def rows(system: dict[str, Any]) -> list[tuple[str, str]]:
@@ -205,6 +316,7 @@ def rows(system: dict[str, Any]) -> list[tuple[str, str]]:
         ("driver", _text(acc.get("driver"))),
         ("runtime", runtime or _text(acc.get("runtime"))),
         ("software", frameworks),
+        *device_rows(system.get("devices")),
         ("cpu", _text(cpu)),
         ("memory", memory),
         ("os", os_name),

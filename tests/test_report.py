@@ -40,6 +40,7 @@ from orchestrator.report import (
     to_junit,
     to_markdown,
 )
+from orchestrator.report.render import system_rows
 from orchestrator.results import RunDir
 
 SUITE = [
@@ -377,6 +378,23 @@ def test_comparison_html_is_self_contained(tmp_path: Path) -> None:
 # --- system, energy, failure causes, skipped benchmarks, compare states ---------------------
 
 
+#: benchkit's ``device`` object of a torch job on one H100 (the start event's, meta.json's).
+H100_DEVICE: dict[str, Any] = {
+    "vendor": "cuda",
+    "type": "cuda",
+    "name": "NVIDIA H100 80GB HBM3",
+    "count": 1,
+    "driver": "550.54.15",
+    "runtime": "12.4",
+    "framework": {
+        "name": "torch",
+        "version": "2.4.0+cu124",
+        "path": "/opt/venv/lib/python3.11/site-packages/torch",
+        "build": {"cuda": "12.4", "git_version": "e2d141dbde5"},
+    },
+}
+
+
 def energy_run(
     root: Path, run_id: str = "e1", *, watts: float = 200.0, scale: float = 1.0
 ) -> RunDir:
@@ -402,7 +420,7 @@ def energy_run(
     for dev in ("0", "1"):
         rec = run.recorder(job("convnet", f"D{dev}", (dev,), PlanKind.PER_GPU, 2.0))
         t0 = time.time()  # the recorder's config event marks the job's start on this clock
-        rec.event({"event": "start", "t": t0, "device": {"name": "NVIDIA H100", "count": 1}})
+        rec.event({"event": "start", "t": t0, "device": H100_DEVICE})
         for i in range(10):
             rec.event({"event": "rate", "t": t0 + i, "value": 100.0 * scale, "task": "train"})
             rec.event({"event": "gpu", "t": t0 + i, "devices": {"0": {"power": watts}}})
@@ -439,8 +457,13 @@ def test_system_energy_and_causes(tmp_path: Path) -> None:
     # every format carries the system block, energy and the causes
     obj = to_json(rep)
     assert obj["system"]["accelerators"]["model"] == "NVIDIA H100 80GB HBM3"
-    assert obj["system"]["jobs"]["device"] == {"name": "NVIDIA H100", "count": 1}
+    assert obj["system"]["devices"] == [{**H100_DEVICE, "jobs": ["convnet.D0", "convnet.D1"]}]
     md = to_markdown(rep)
+    # the hardware that ran, from the jobs' start events: model, count, driver, runtime, build
+    assert "- **device**: 1 × NVIDIA H100 80GB HBM3 (cuda, cuda)" in md
+    assert "- **device driver**: 550.54.15" in md and "- **device runtime**: cuda 12.4" in md
+    assert "- **framework**: torch 2.4.0+cu124 (cuda 12.4, git_version e2d141dbde5)" in md
+    assert "job " not in md
     assert "- **accelerator**: 2 × NVIDIA H100 80GB HBM3, 81,559 MiB each" in md
     assert "- **runtime**: cuda 12.4" in md and "**backend**: docker" in md
     assert (
@@ -450,12 +473,22 @@ def test_system_energy_and_causes(tmp_path: Path) -> None:
     rows = {r["name"]: r for r in csv.DictReader(io.StringIO(to_csv(rep)))}
     assert rows["convnet"]["power_mean_w"] == "400.0" and rows["bert"]["energy_kj"] == ""
     assert rows["convnet"]["accelerator"].startswith("2 × NVIDIA H100")
+    assert rows["bert"]["device"] == "1 × NVIDIA H100 80GB HBM3 (cuda, cuda)"
+    assert (
+        rows["bert"]["device driver"] == "550.54.15"
+        and rows["bert"]["device runtime"] == "cuda 12.4"
+    )
+    assert rows["bert"]["framework"] == "torch 2.4.0+cu124 (cuda 12.4, git_version e2d141dbde5)"
     page = to_html(rep)
     assert "NVIDIA H100 80GB HBM3" in page and "convnet: power" in page and "oom:" in page
+    assert (
+        "<dt>framework</dt><dd>torch 2.4.0+cu124 (cuda 12.4, git_version e2d141dbde5)</dd>" in page
+    )
     console = Console(record=True, width=90)
     console.print(report_table(rep, width=90))
     text = console.export_text()
     assert "2 × NVIDIA H100" in text and "jaxmlp: skipped: not built yet" in text
+    assert "device driver" in text and "torch 2.4.0+cu124 (cuda 12.4" in text
     assert max(len(line) for line in text.splitlines()) <= 90
 
 
@@ -571,8 +604,129 @@ def test_nodes_from_meta_and_from_kubernetes_node_events(tmp_path: Path) -> None
     rec.event({"event": "rate", "t": 1.0, "value": 5.0, "task": "train"})
     rec.finish(0, "ok")
     rep = report([run.path])
-    assert rep.system["nodes"] == ["node-a", "node-b"]
+    assert list(rep.system["nodes"]) == ["node-a", "node-b"]
+    assert rep.system["nodes"]["node-a"]["jobs"] == ["b.0"]
     assert "- **nodes**: 2: node-a, node-b" in to_markdown(rep)
+
+
+def k8s_node(name: str, product: str, count: int) -> dict[str, Any]:
+    """A node as the Kubernetes backend describes it (backends.kubernetes.nodes.describe_node)."""
+    return {
+        "name": name,
+        "labels": {
+            "nvidia.com/gpu.product": product,
+            "nvidia.com/cuda.driver-version.full": "550.54.15",
+            "kubernetes.io/arch": "amd64",
+        },
+        "allocatable": {"cpu": "96", "memory": "1056Gi", "nvidia.com/gpu": str(count)},
+        "device_resource": "nvidia.com/gpu",
+        "devices": count,
+        "kernel": "5.15.0",
+        "os": "Ubuntu 22.04.4 LTS",
+        "container_runtime": "containerd://1.7.13",
+        "kubelet": "v1.29.2",
+    }
+
+
+def test_kubernetes_nodes_and_meta_devices(tmp_path: Path) -> None:
+    """meta.json ``nodes`` (name → node description) and ``devices`` (job id → benchkit's
+    device object) of a Kubernetes run: the nodes' GPUs and each job's device are shown."""
+    jax_device = {
+        "vendor": "cuda", "type": "gpu", "name": "NVIDIA H100 80GB HBM3", "count": 8,
+        "driver": "550.54.15", "runtime": None,
+        "framework": {"name": "jax", "version": "0.4.30", "path": "/opt/venv/jax",
+                      "build": {"jaxlib": "0.4.30", "backend": "gpu"}},
+    }  # fmt: skip
+    meta = {
+        "backend": "kubernetes",
+        "nodes": {n: k8s_node(n, "NVIDIA-H100-80GB-HBM3", 8) for n in ("gpu-a", "gpu-b")},
+        "devices": {"convnet.D0": H100_DEVICE, "jaxmlp.0": jax_device},
+    }
+    run = RunDir.create(tmp_path, meta, run_id="k8s")
+    for bench, tag, plan in (("convnet", "D0", PlanKind.PER_GPU), ("jaxmlp", "0", PlanKind.NJOBS)):
+        rec = run.recorder(job(bench, tag, ("0",), plan, 1.0))
+        rec.event({"event": "rate", "t": 1.0, "value": 5.0, "task": "train"})
+        rec.finish(0, "ok")
+    rep = report([run.path])
+    obj = to_json(rep)
+    assert obj["system"]["nodes"]["gpu-a"]["labels"]["nvidia.com/gpu.product"] == (
+        "NVIDIA-H100-80GB-HBM3"
+    )
+    assert [d["jobs"] for d in obj["system"]["devices"]] == [["convnet.D0"], ["jaxmlp.0"]]
+    rows = dict(system_rows(rep))
+    assert rows["nodes"] == (
+        "2: gpu-a (NVIDIA-H100-80GB-HBM3 × 8, driver 550.54.15), "
+        "gpu-b (NVIDIA-H100-80GB-HBM3 × 8, driver 550.54.15)"
+    )
+    # two different devices: each group's lines name its jobs
+    assert rows["device [convnet.D0]"] == "1 × NVIDIA H100 80GB HBM3 (cuda, cuda)"
+    assert rows["framework [convnet.D0]"].startswith("torch 2.4.0+cu124 (cuda 12.4")
+    assert rows["device [jaxmlp.0]"] == "8 × NVIDIA H100 80GB HBM3 (cuda, gpu)"
+    assert rows["framework [jaxmlp.0]"] == "jax 0.4.30 (jaxlib 0.4.30, backend gpu)"
+    assert "device runtime [jaxmlp.0]" not in rows
+    table = {r["name"]: r for r in csv.DictReader(io.StringIO(to_csv(rep)))}
+    assert table["jaxmlp"]["framework"] == (
+        "torch 2.4.0+cu124 (cuda 12.4, git_version e2d141dbde5) | "
+        "jax 0.4.30 (jaxlib 0.4.30, backend gpu)"
+    )
+    assert "gpu-a (NVIDIA-H100-80GB-HBM3 × 8" in to_html(rep)
+
+
+def test_slurm_nodes_with_gpu_counts_from_exit_events(tmp_path: Path) -> None:
+    """Slurm: meta.json ``nodes`` is name → {name, gpu_product, jobs}; the count comes from the
+    jobs' exit events (``nodes: [{name, gpu_product, gpu_count, gpu_indices}]``)."""
+    meta = {
+        "backend": "slurm",
+        "nodes": {
+            "cn-a": {"name": "cn-a", "gpu_product": "a100", "jobs": ["b.0"]},
+            "cn-b": {"name": "cn-b", "gpu_product": None, "jobs": []},
+        },
+    }
+    run = RunDir.create(tmp_path, meta, run_id="slurm")
+    rec = run.recorder(job("b", "0", ("0", "1"), PlanKind.NJOBS, 1.0))
+    rec.event({"event": "rate", "t": 1.0, "value": 5.0, "task": "train"})
+    ran = [{"name": "cn-a", "gpu_product": "a100", "gpu_count": 4, "gpu_indices": "0-3"}]
+    rec.finish(0, "ok", nodes=ran)
+    rep = report([run.path])
+    assert rep.system["nodes"]["cn-a"] == {
+        "name": "cn-a", "gpu_product": "a100", "jobs": ["b.0"], "gpu_count": 4,
+    }  # fmt: skip
+    assert dict(system_rows(rep))["nodes"] == "2: cn-a (a100 × 4), cn-b"
+    # without meta.json's nodes (a run still going), the exit events name them
+    bare = RunDir.create(tmp_path, {}, run_id="bare")
+    rec = bare.recorder(job("b", "0", ("0",), PlanKind.NJOBS, 1.0))
+    rec.event({"event": "start", "t": 1.0, "device": {**H100_DEVICE, "count": 4}})
+    rec.event({"event": "rate", "t": 1.0, "value": 5.0, "task": "train"})
+    rec.finish(0, "ok", nodes=ran)
+    rep = report([bare.path])
+    assert dict(system_rows(rep))["nodes"] == "1: cn-a (a100 × 4)"
+    assert dict(system_rows(rep))["device"] == "4 × NVIDIA H100 80GB HBM3 (cuda, cuda)"
+
+
+def test_xpu_device_and_node_label_keys() -> None:
+    from orchestrator import sysinfo
+    from orchestrator.backends.kubernetes import nodes
+
+    xpu = {
+        "vendor": "xpu", "type": "xpu", "name": "Intel(R) Data Center GPU Max 1550", "count": 2,
+        "driver": "1.3.27642", "runtime": "20240129",
+        "framework": {"name": "torch", "version": "2.1.0a0+cxx11.abi",
+                      "build": {"xpu": "20240129", "git_version": "abc"}, "ipex": "2.1.10+xpu"},
+    }  # fmt: skip
+    rows = dict(sysinfo.rows({"devices": sysinfo.job_devices({"a": xpu, "b": xpu, "c": {}})}))
+    assert rows["device"] == "2 × Intel(R) Data Center GPU Max 1550 (xpu, xpu)"
+    assert (
+        rows["framework"]
+        == "torch 2.1.0a0+cxx11.abi (xpu 20240129, git_version abc), ipex 2.1.10+xpu"
+    )
+    assert rows["device runtime"] == "xpu 20240129"
+    rocm = {"type": "cuda", "runtime": "6.2.4", "framework": {"build": {"hip": "6.2.4"}}}
+    assert dict(sysinfo.device_rows([rocm]))["device runtime"] == "hip 6.2.4"
+    gaudi = {"type": "hpu", "runtime": "1.18.0", "framework": {"name": "torch"}}
+    assert dict(sysinfo.device_rows([gaudi]))["device runtime"] == "hpu 1.18.0"
+    # the report reads node labels without importing the Kubernetes backend: same keys
+    assert sysinfo.NODE_PRODUCT_LABELS == nodes.PRODUCT_LABELS
+    assert sysinfo.NODE_DRIVER_LABELS == nodes.DRIVER_LABELS
 
 
 def test_energy_from_host_telemetry_within_the_job(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import zipfile
@@ -16,7 +17,13 @@ from orchestrator import sysinfo
 from orchestrator.archives import BoundedZip
 from orchestrator.errors import ResultsError
 from orchestrator.metrics import MAX_RATE
-from orchestrator.report.model import MILABENCH_SUFFIX, BenchmarkSpec, JobResult, RunData
+from orchestrator.report.model import (
+    MILABENCH_SUFFIX,
+    REAL_TYPES,
+    BenchmarkSpec,
+    JobResult,
+    RunData,
+)
 from orchestrator.results import EVENTS_SUFFIX, LOG_SUFFIX, META_FILE, STDERR_SUFFIX, RunDir
 from orchestrator.telemetry import TELEMETRY_FILE
 
@@ -25,6 +32,11 @@ LOG_TAIL_LINES: Final = 40
 _LOG_TAIL_BYTES: Final = 32 * 1024
 #: Keys of a ``start`` event that describe the program, not the device it ran on.
 _START_KEYS: Final = frozenset({"event", "t", "bench", "argv", "pid"})
+#: What a report keeps of a Kubernetes ``meta`` event's node, and of a Slurm exit event's nodes.
+_NODE_KEYS: Final = (
+    "name", "labels", "device_resource", "devices", "os", "kernel", "container_runtime",
+)  # fmt: skip
+_EXIT_NODE_KEYS: Final = ("name", "gpu_product", "gpu_count", "gpu_indices")
 
 
 def _number(value: object) -> float | None:
@@ -42,10 +54,11 @@ def _sample_of(devices: object, device: str | None) -> dict[str, Any] | None:
     """A telemetry sample restricted to the job's device (Milabench's ``gpudata`` filter)."""
     if not isinstance(devices, dict):
         return None
-    sample = {str(k): v for k, v in devices.items() if k != "time"}
     if device is None:
-        return sample
-    return {device: sample[device]} if device in sample else None
+        return {str(k): v for k, v in devices.items() if k != "time"}
+    if device in devices and device != "time":  # JSON keys are str already
+        return {device: devices[device]}
+    return None
 
 
 def _read_lines(path: Path) -> list[str]:
@@ -113,14 +126,17 @@ def _milabench_scan(
             continue
         elif raw[:1] == "{":
             keep.append(raw)
+    real = REAL_TYPES
     for entry in _decode_all(keep):
         event, data = entry.get("event"), entry.get("data")
-        if event == "data" and isinstance(data, dict):
+        if event == "data" and type(data) is dict:
+            # type() rather than _number: decoded JSON holds no int/float subclass but bool
             if "rate" in data and data.get("task") == "train":
-                rate = _number(data["rate"])
-                if rate is not None and 0 <= rate <= MAX_RATE:  # metrics' rule for our runs
-                    rates.append(rate)
-                    times.append(_number(data.get("time")))
+                rate = data["rate"]
+                if type(rate) in real and 0 <= rate <= MAX_RATE:  # metrics' rule for our runs
+                    rates.append(float(rate))
+                    t: Any = data.get("time")
+                    times.append(float(t) if type(t) in real else None)
                 if units is None and isinstance(data.get("units"), str):
                     units = data["units"]
             if "loss" in data and (loss := _number(data["loss"])) is not None:
@@ -261,8 +277,7 @@ def mbctl_job(events: Iterable[dict[str, Any]], source: str, job_id: str) -> Job
         elif kind == "meta" and ev.get("kind") == "node" and isinstance(ev.get("node"), dict):
             # Kubernetes: one per rank, naming the node (and its hardware) the pod ran on
             node = ev["node"]
-            keep = ("name", "os", "kernel", "container_runtime", "devices")
-            result.facts.setdefault("nodes", []).append({k: node.get(k) for k in keep})
+            result.facts.setdefault("nodes", []).append({k: node.get(k) for k in _NODE_KEYS})
         elif kind == "error" and isinstance(ev.get("message"), str):
             kind_name = ev.get("type")
             prefix = f"{kind_name}: " if isinstance(kind_name, str) else ""
@@ -276,6 +291,12 @@ def mbctl_job(events: Iterable[dict[str, Any]], source: str, job_id: str) -> Job
             result.ended = _number(ev.get("t"))
             if isinstance(ev.get("image"), dict):
                 result.facts["image"] = ev["image"]
+            if isinstance(ev.get("nodes"), list):  # Slurm: the nodes that ran it, their GPUs
+                result.facts.setdefault("nodes", []).extend(
+                    {k: n.get(k) for k in _EXIT_NODE_KEYS}
+                    for n in ev["nodes"]
+                    if isinstance(n, dict)
+                )
     if result is None:
         return "no config event"
     if result.status is None:
@@ -461,7 +482,20 @@ def load(paths: Sequence[str | Path]) -> list[RunData]:
     """Read every path: an mbctl run directory, a Milabench run folder, or a zip of either.
 
     ResultsError names the first path that is missing, unreadable or holds no results.
+
+    The cyclic garbage collector is paused meanwhile: decoded JSON is trees (no cycles to
+    find), and its passes over the ~10^5 containers of a large run cost a sixth of the reading.
     """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _load(paths)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _load(paths: Sequence[str | Path]) -> list[RunData]:
     runs: list[RunData] = []
     for raw in paths:
         path = Path(raw)

@@ -11,6 +11,9 @@ from orchestrator.results import job_status
 nan: Final = math.nan
 PASS_THRESHOLD: Final = 0.01
 MILABENCH_SUFFIX: Final = ".data"
+#: The types of a decoded JSON number (``bool`` is an ``int`` subclass, never a measure).
+REAL_TYPES: Final = frozenset({int, float})
+_SEQUENCES: Final = frozenset({list, tuple})
 
 Metric = Literal["perf", "throughput", "score"]
 Status = Literal["ok", "partial", "failed", "missing", "skipped"]
@@ -85,21 +88,18 @@ class JobResult:
 
     def add_sample(self, devices: dict[str, Any], t: float | None) -> None:
         """One telemetry sample (``{device: {memory: [used, total], load, power...}}``)."""
+        # type() rather than isinstance: samples are decoded JSON (no int/float subclass but
+        # bool), and this runs once per sample of every job
         for device, data in devices.items():
-            if not isinstance(data, dict):
+            if type(data) is not dict:
                 continue
             used = data.get("memory")
-            if isinstance(used, list | tuple) and used:
+            if type(used) in _SEQUENCES and used:
                 value = used[0]
-                if (
-                    isinstance(value, int | float)
-                    and not isinstance(value, bool)
-                    and value != 1
-                    and data.get("load") != 0
-                ):
+                if type(value) in REAL_TYPES and value != 1 and data.get("load") != 0:
                     self.memory.setdefault(device, []).append(float(value))
-            watts = data.get("power")
-            if isinstance(watts, int | float) and not isinstance(watts, bool):
+            watts: Any = data.get("power")
+            if type(watts) in REAL_TYPES:
                 self.power.setdefault(device, []).append((t, float(watts)))
 
     @property

@@ -52,26 +52,7 @@ def _energy_note(report: Report) -> str:
 
 
 def system_rows(report: Report) -> list[tuple[str, str]]:
-    rows = sysinfo.rows(report.system)
-    jobs = report.system.get("jobs")
-    if isinstance(jobs, dict):
-        rows += [(f"job {k}", v) for k, v in _flat(jobs)]
-    return rows
-
-
-def _flat(obj: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
-    out: list[tuple[str, str]] = []
-    for key, value in obj.items():
-        if isinstance(value, dict):
-            out += _flat(value, f"{prefix}{key}.")
-        elif value is not None:
-            out.append(
-                (
-                    f"{prefix}{key}",
-                    ", ".join(map(str, value)) if isinstance(value, list) else str(value),
-                )
-            )
-    return out
+    return sysinfo.rows(report.system)
 
 
 # --- JSON ----------------------------------------------------------------------------------
@@ -107,7 +88,11 @@ CSV_COLUMNS: Final = (
     "items_per_joule",
 )  # fmt: skip
 #: The system block repeats on every CSV row, so a spreadsheet of many runs keeps it per row.
-CSV_SYSTEM: Final = ("accelerator", "driver", "runtime", "software", "cpu", "backend")
+#: ``device``...``framework``: what the jobs reported (several devices: joined by `` | ``).
+CSV_SYSTEM: Final = (
+    "accelerator", "driver", "runtime", "software", "cpu", "backend",
+    "device", "device driver", "device runtime", "framework",
+)  # fmt: skip
 
 
 def _csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
@@ -130,8 +115,10 @@ def _energy_cells(b: BenchmarkSummary) -> list[Any]:
 
 def to_csv(report: Report) -> str:
     """One row per benchmark (empty cells for missing values); the score is in to_json."""
-    system = dict(sysinfo.rows(report.system))
-    fixed = [system.get(k, "") for k in CSV_SYSTEM]
+    system: dict[str, list[str]] = {}
+    for label, value in sysinfo.rows(report.system):  # "device [jobs]" -> "device"
+        system.setdefault(label.split(" [", 1)[0], []).append(value)
+    fixed = [" | ".join(system.get(k, ())) for k in CSV_SYSTEM]
     rows = (
         [
             *(getattr(b, c) if c != "reason" else (b.reason or "") for c in CSV_COLUMNS[:24]),

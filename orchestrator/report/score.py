@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from orchestrator import sysinfo
 from orchestrator.report.causes import classify
 from orchestrator.report.load import load
 from orchestrator.report.model import (
@@ -283,7 +284,8 @@ def _rate_series(job: JobResult) -> RateSeries:
 
 
 def _system(runs: Sequence[RunData], jobs: Sequence[JobResult]) -> dict[str, Any]:
-    """The first run's system, with the images that ran and the device facts jobs reported."""
+    """The first run's system, with the images that ran, the nodes that ran them and the
+    devices the jobs reported (meta.json ``devices``, else each job's ``start`` event)."""
     system: dict[str, Any] = dict(runs[0].system) if runs else {}
     images = sorted(
         {
@@ -295,18 +297,42 @@ def _system(runs: Sequence[RunData], jobs: Sequence[JobResult]) -> dict[str, Any
     )
     if images:
         system["images"] = images
-    if not system.get("nodes"):
-        names = {n.get("name") for job in jobs for n in job.facts.get("nodes") or ()}
-        if names - {None}:
-            system["nodes"] = sorted(str(n) for n in names if n is not None)
-    devices: dict[str, Any] = {}
-    for job in jobs:
-        for key, value in job.facts.items():
-            if key not in ("image", "devices", "versions", "nodes") and value not in (None, "", {}):
-                devices.setdefault(key, value)
-    if devices:
-        system["jobs"] = devices
+    system.update(_nodes_that_ran(system.get("nodes"), jobs))
+    by_job: dict[str, Any] = {}
+    for run in runs:
+        recorded = run.meta.get("devices")
+        if isinstance(recorded, dict):
+            by_job.update({str(k): v for k, v in recorded.items()})
+    for job in jobs:  # the job's own start event, where meta.json has none for it
+        if isinstance(job.facts.get("device"), dict):
+            by_job.setdefault(job.job_id, job.facts["device"])
+    if devices := sysinfo.job_devices(by_job):
+        system["devices"] = devices
     return system
+
+
+def _nodes_that_ran(recorded: Any, jobs: Sequence[JobResult]) -> dict[str, Any]:
+    """meta.json's ``nodes`` (name → description) with what the jobs' events add: the GPU
+    count of Slurm's exit events, or, without meta.json's, every node the events name."""
+    seen: dict[str, dict[str, Any]] = {}
+    for job in jobs:
+        for node in job.facts.get("nodes") or ():
+            if isinstance(node, dict) and node.get("name") is not None:
+                entry = seen.setdefault(str(node["name"]), {"jobs": []})
+                entry.update({k: v for k, v in node.items() if v is not None})
+                if job.job_id not in entry["jobs"]:
+                    entry["jobs"].append(job.job_id)
+    if isinstance(recorded, dict) and recorded:
+        merged = {}
+        for name, desc in recorded.items():
+            extra = seen.get(str(name), {})
+            if isinstance(desc, dict) and extra.get("gpu_count") is not None:
+                desc = {**desc, "gpu_count": desc.get("gpu_count", extra["gpu_count"])}
+            merged[name] = desc
+        return {"nodes": merged}
+    if recorded or not seen:
+        return {}
+    return {"nodes": {name: {"name": name, **seen[name]} for name in sorted(seen)}}
 
 
 def summarize(
