@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Iterable
 from pathlib import Path
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
@@ -55,3 +56,14 @@ def train_tokenizer(texts: Path, vocab: int, out: Path) -> None:
     )
     tokenizer.train([str(texts)], trainer)
     tokenizer.save(str(out))
+
+
+def train_tokenizer_on(texts: Iterable[str], vocab: int, out: Path) -> None:
+    """:func:`train_tokenizer` on ``texts`` joined by newlines, through a ``corpus.txt`` beside
+    ``out`` that is removed afterwards (training reads files; a dataset keeps its own format)."""
+    corpus = out.with_name("corpus.txt")
+    corpus.write_text("\n".join(texts))
+    try:
+        train_tokenizer(corpus, vocab, out)
+    finally:
+        corpus.unlink()
