@@ -22,6 +22,7 @@ from .device import (
     planned_vendor,
     set_rank_device,
     set_tf32,
+    step_marker,
     synchronizer,
     torch_device,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "set_tf32",
     "silence_other_ranks",
     "start_telemetry",
+    "step_marker",
     "synchronizer",
     "to_device",
     "torch_device",
