@@ -166,12 +166,7 @@ def train(args: argparse.Namespace) -> None:
     rank = torch.distributed.get_rank() if world > 1 else 0
     torch.manual_seed(args.seed)
     root = benchkit.require_dataset(data.params(args))
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_file=str(root / "tokenizer.json"),
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-    )
+    tokenizer = benchkit.pretrained_tokenizer(root / "tokenizer.json")
     rows = AlpacaRows(tokenizer, data.records(root), args.seq_len)
 
     model = build_model(args, len(tokenizer))

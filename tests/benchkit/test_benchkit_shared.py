@@ -8,6 +8,7 @@ import os
 import random
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import benchkit.text
@@ -183,6 +184,29 @@ def test_train_tokenizer_on_trains_on_the_lines_then_removes_the_corpus(
     with pytest.raises(ValueError, match="no vocabulary"):
         benchkit.train_tokenizer_on(["a"], 0, out)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pretrained_tokenizer_names_the_trained_special_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # transformers lives in the benchmark venv only; the tiny catalogue runs load real ones.
+    made: list[dict[str, object]] = []
+    fake = types.ModuleType("transformers")
+    fake.PreTrainedTokenizerFast = lambda **kw: made.append(kw) or "tokenizer"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "transformers", fake)
+    path = tmp_path / "tokenizer.json"
+    assert benchkit.pretrained_tokenizer(path, padding_side="left") == "tokenizer"
+    unk, bos, eos = benchkit.SPECIAL_TOKENS
+    assert made == [
+        {
+            "tokenizer_file": str(path),
+            "bos_token": bos,
+            "eos_token": eos,
+            "unk_token": unk,
+            "padding_side": "left",
+        }
+    ]
+    assert (unk, bos, eos) == ("<unk>", "<s>", "</s>")
 
 
 def test_lexicon_is_deterministic_and_zipfian() -> None:

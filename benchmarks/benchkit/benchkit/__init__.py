@@ -34,7 +34,7 @@ from .precision import PRECISIONS, precision_settings
 from .protocol import PROTOCOL_VERSION, Emitter, emit
 from .steps import StepLoop, to_device
 from .telemetry import GpuMonitor, amd_reading, nvml_reading, start_telemetry, visible_devices
-from .text import SPECIAL_TOKENS, Lexicon, train_tokenizer, train_tokenizer_on
+from .text import SPECIAL_TOKENS, Lexicon, pretrained_tokenizer, train_tokenizer, train_tokenizer_on
 
 __all__ = [
     "PRECISIONS",
@@ -74,6 +74,7 @@ __all__ = [
     "planned_vendor",
     "precision_settings",
     "prepare_main",
+    "pretrained_tokenizer",
     "relaunch_under_torchrun",
     "require_dataset",
     "session",
