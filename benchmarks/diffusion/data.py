@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import benchkit
-from benchkit import Lexicon, train_tokenizer
+from benchkit import Lexicon, train_tokenizer_on
 
 # Bumped when the generator changes, so caches made by older code are not reused.
 VERSION = 1
@@ -59,10 +59,7 @@ def generate(spec: dict[str, Any]) -> Callable[[Path], None]:
         lexicon = Lexicon(spec["lexicon"], rng)
         captions = [caption(lexicon, rng) for _ in range(spec["pairs"])]
         (root / "captions.json").write_text(json.dumps(captions, indent=1))
-        corpus = root / "corpus.txt"
-        corpus.write_text("\n".join(captions))
-        train_tokenizer(corpus, spec["tokenizer_vocab"], root / "tokenizer.json")
-        corpus.unlink()
+        train_tokenizer_on(captions, spec["tokenizer_vocab"], root / "tokenizer.json")
         (root / "images").mkdir()
         benchkit.write_jpegs(root / "images", spec["pairs"], spec["image_size"], spec["seed"])
 

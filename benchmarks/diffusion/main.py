@@ -147,12 +147,7 @@ def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     benchkit.set_tf32(True)
     root = benchkit.require_dataset(data.params(args))
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_file=str(root / "tokenizer.json"),
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-    )
+    tokenizer = benchkit.pretrained_tokenizer(root / "tokenizer.json")
     tokenizer.pad_token = tokenizer.eos_token
     text_encoder, vae, unet = build_models(args, len(tokenizer))
     amp = AMP[args.amp]
@@ -222,7 +217,4 @@ def parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    cli = parser()
-    benchkit.relaunch_under_torchrun(cli.parse_args().devices)
-    benchkit.silence_other_ranks()  # only rank 0 speaks the metrics protocol
-    benchkit.main(train, cli)
+    benchkit.ddp_main(train, parser())

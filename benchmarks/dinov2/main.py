@@ -317,7 +317,4 @@ def parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    cli = parser()
-    benchkit.relaunch_under_torchrun(cli.parse_args().devices)
-    benchkit.silence_other_ranks()  # only rank 0 speaks the metrics protocol
-    benchkit.main(train, cli)
+    benchkit.ddp_main(train, parser())

@@ -158,14 +158,8 @@ def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     device = benchkit.torch_device(args.device)
     root = benchkit.require_dataset(data.params(args))
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_file=str(root / "tokenizer.json"),
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        # Decoder-only models continue on the right of the prompt, so pad on its left.
-        padding_side="left",
-    )
+    # Decoder-only models continue on the right of the prompt, so pad on its left.
+    tokenizer = benchkit.pretrained_tokenizer(root / "tokenizer.json", padding_side="left")
     tokenizer.pad_token = tokenizer.eos_token
     # Llama's tokenizer starts every text with <s>; this one is taught to.
     tokenizer.backend_tokenizer.post_processor = processors.TemplateProcessing(

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import benchkit
-from benchkit import Lexicon, train_tokenizer
+from benchkit import Lexicon, train_tokenizer_on
 
 # Bumped when the generator changes, so caches made by older code are not reused.
 VERSION = 2
@@ -72,10 +72,8 @@ def generate(spec: dict[str, Any]) -> Callable[[Path], None]:
         lexicon = Lexicon(spec["lexicon"], rng)
         turns = [turn(lexicon, rng) for _ in range(spec["pairs"])]
         (root / "questions.json").write_text(json.dumps(turns, indent=1))
-        corpus = root / "corpus.txt"
-        corpus.write_text("\n".join(f"{t['user']}\n{t['assistant']}" for t in turns))
-        train_tokenizer(corpus, spec["tokenizer_vocab"], root / "tokenizer.json")
-        corpus.unlink()
+        texts = (f"{t['user']}\n{t['assistant']}" for t in turns)
+        train_tokenizer_on(texts, spec["tokenizer_vocab"], root / "tokenizer.json")
         (root / "images").mkdir()
         benchkit.write_jpegs(root / "images", spec["pairs"], spec["image_size"], spec["seed"])
 

@@ -32,7 +32,6 @@ from transformers import (
     LlavaConfig,
     LlavaForConditionalGeneration,
     LlavaProcessor,
-    PreTrainedTokenizerFast,
 )
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -79,12 +78,9 @@ class Collate:
 
 
 def make_processor(root: str, args: argparse.Namespace) -> LlavaProcessor:
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_file=os.path.join(root, "tokenizer.json"),
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-        padding_side="left",  # generation continues on the right of every prompt
+    # Generation continues on the right of every prompt, so pad on its left.
+    tokenizer = benchkit.pretrained_tokenizer(
+        os.path.join(root, "tokenizer.json"), padding_side="left"
     )
     tokenizer.pad_token = tokenizer.unk_token
     tokenizer.add_special_tokens({"additional_special_tokens": ["<image>"]})

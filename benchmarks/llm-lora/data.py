@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchkit import Lexicon, train_tokenizer
+from benchkit import Lexicon, train_tokenizer_on
 
 # Bumped when the generator changes, so caches made by older code are not reused.
 VERSION = 1
@@ -74,10 +74,8 @@ def generate(spec: dict[str, Any]) -> Callable[[Path], None]:
         lexicon = Lexicon(spec["lexicon"], rng)
         records = [record(lexicon, rng) for _ in range(spec["records"])]
         (root / "alpaca.json").write_text(json.dumps(records, indent=1))
-        corpus = root / "corpus.txt"
-        corpus.write_text("\n".join(v for r in records for v in r.values() if v))
-        train_tokenizer(corpus, spec["tokenizer_vocab"], root / "tokenizer.json")
-        corpus.unlink()
+        texts = (v for r in records for v in r.values() if v)
+        train_tokenizer_on(texts, spec["tokenizer_vocab"], root / "tokenizer.json")
 
     return run
 

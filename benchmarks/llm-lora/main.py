@@ -166,12 +166,7 @@ def train(args: argparse.Namespace) -> None:
     rank = torch.distributed.get_rank() if world > 1 else 0
     torch.manual_seed(args.seed)
     root = benchkit.require_dataset(data.params(args))
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_file=str(root / "tokenizer.json"),
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-    )
+    tokenizer = benchkit.pretrained_tokenizer(root / "tokenizer.json")
     rows = AlpacaRows(tokenizer, data.records(root), args.seq_len)
 
     model = build_model(args, len(tokenizer))
@@ -272,7 +267,4 @@ def parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    cli = parser()
-    benchkit.relaunch_under_torchrun(cli.parse_args().devices)
-    benchkit.silence_other_ranks()  # only rank 0 speaks the metrics protocol
-    benchkit.main(train, cli)
+    benchkit.ddp_main(train, parser())

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchkit import Lexicon, train_tokenizer
+from benchkit import Lexicon, train_tokenizer_on
 
 # Bumped when the generator changes, so caches made by older code are not reused.
 VERSION = 1
@@ -59,10 +59,7 @@ def generate(spec: dict[str, Any]) -> Callable[[Path], None]:
         lexicon = Lexicon(spec["lexicon"], rng)
         prompts = [passage(lexicon, rng, spec["prompt_words"]) for _ in range(spec["prompts"])]
         (root / "prompts.json").write_text(json.dumps(prompts, indent=0))
-        corpus = root / "corpus.txt"
-        corpus.write_text("\n".join(prompts))
-        train_tokenizer(corpus, spec["tokenizer_vocab"], root / "tokenizer.json")
-        corpus.unlink()
+        train_tokenizer_on(prompts, spec["tokenizer_vocab"], root / "tokenizer.json")
 
     return run
 

@@ -231,12 +231,7 @@ def train(args: argparse.Namespace) -> None:
     device, world = benchkit.init_distributed(args.device)
     torch.manual_seed(args.seed)
     root = benchkit.require_dataset(data.params(args))
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_file=str(root / "tokenizer.json"),
-        bos_token="<s>",
-        eos_token="</s>",
-        unk_token="<unk>",
-    )
+    tokenizer = benchkit.pretrained_tokenizer(root / "tokenizer.json")
     tokenizer.add_special_tokens({"pad_token": "[PAD]"})
     vocab = len(tokenizer)
     policy = GPTNeoXForCausalLM(pythia_config(args, vocab)).to(device)
@@ -307,7 +302,4 @@ def parser() -> argparse.ArgumentParser:
 
 
 if __name__ == "__main__":
-    cli = parser()
-    benchkit.relaunch_under_torchrun(cli.parse_args().devices)
-    benchkit.silence_other_ranks()  # only rank 0 speaks the metrics protocol
-    benchkit.main(train, cli)
+    benchkit.ddp_main(train, parser())

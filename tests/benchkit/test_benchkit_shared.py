@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import subprocess
 import sys
+import types
 from pathlib import Path
 
+import benchkit.text
 import pytest
 from benchkit import (
     PRECISIONS,
     Lexicon,
+    ddp_main,
     fakeimagenet,
     init_distributed,
     photo_like,
@@ -108,6 +112,101 @@ def test_only_rank_zero_keeps_stdout(monkeypatch: pytest.MonkeyPatch) -> None:
     assert silence_other_ranks() is False
     assert sys.stdout is not stdout and sys.stdout.name == os.devnull
     sys.stdout.close()
+
+
+class Replaced(Exception):
+    """What a mocked ``os.execv`` raises: the real one never returns."""
+
+
+def ddp_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ddpbench")
+    parser.add_argument("--devices", type=int, default=1)
+    parser.add_argument("--lr", type=float, default=0.1)
+    return parser
+
+
+def test_ddp_main_replaces_the_launcher_by_torchrun(monkeypatch: pytest.MonkeyPatch) -> None:
+    execs: list[list[str]] = []
+
+    def execv(_exe: str, argv: list[str]) -> None:
+        execs.append(argv)
+        raise Replaced
+
+    monkeypatch.setattr(os, "execv", execv)
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    monkeypatch.setattr(sys, "argv", ["main.py", "--devices", "2", "--lr", "3"])
+    trained: list[argparse.Namespace] = []
+    with pytest.raises(Replaced):
+        ddp_main(trained.append, ddp_parser(), telemetry=None)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    assert execs == [[*torchrun, *sys.argv]]
+    assert trained == []
+
+
+@pytest.mark.parametrize("rank", ["0", "1"])
+def test_ddp_main_trains_in_a_worker_and_only_rank_zero_reports(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], rank: str
+) -> None:
+    monkeypatch.setattr(os, "execv", lambda *_: pytest.fail("a worker must not relaunch"))
+    monkeypatch.setenv("LOCAL_RANK", rank)
+    monkeypatch.setenv("RANK", rank)
+    monkeypatch.delenv("MBCTL_VENDOR", raising=False)
+    monkeypatch.setattr(sys, "argv", ["main.py", "--devices", "2", "--lr", "3"])
+    monkeypatch.setattr(sys, "stdout", sys.stdout)  # restored after silence_other_ranks
+    trained: list[argparse.Namespace] = []
+    ddp_main(trained.append, ddp_parser(), telemetry=None)
+    assert trained == [argparse.Namespace(devices=2, lr=3.0)]
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    if rank == "0":
+        assert [e["event"] for e in events] == ["start", "end"]
+        assert events[0]["bench"] == "ddpbench"
+        assert events[0]["argv"] == ["main.py", "--devices", "2", "--lr", "3"]
+    else:
+        assert events == []
+        sys.stdout.close()
+
+
+def test_train_tokenizer_on_trains_on_the_lines_then_removes_the_corpus(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, int, Path]] = []
+
+    def train(texts: Path, vocab: int, out: Path) -> None:
+        seen.append((texts.read_text(), vocab, out))
+        if vocab == 0:
+            raise ValueError("no vocabulary")
+
+    monkeypatch.setattr(benchkit.text, "train_tokenizer", train)
+    out = tmp_path / "tokenizer.json"
+    benchkit.train_tokenizer_on((word for word in ["a b", "c"]), 64, out)
+    assert seen == [("a b\nc", 64, out)]
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValueError, match="no vocabulary"):
+        benchkit.train_tokenizer_on(["a"], 0, out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_pretrained_tokenizer_names_the_trained_special_tokens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # transformers lives in the benchmark venv only; the tiny catalogue runs load real ones.
+    made: list[dict[str, object]] = []
+    fake = types.ModuleType("transformers")
+    fake.PreTrainedTokenizerFast = lambda **kw: made.append(kw) or "tokenizer"  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "transformers", fake)
+    path = tmp_path / "tokenizer.json"
+    assert benchkit.pretrained_tokenizer(path, padding_side="left") == "tokenizer"
+    unk, bos, eos = benchkit.SPECIAL_TOKENS
+    assert made == [
+        {
+            "tokenizer_file": str(path),
+            "bos_token": bos,
+            "eos_token": eos,
+            "unk_token": unk,
+            "padding_side": "left",
+        }
+    ]
+    assert (unk, bos, eos) == ("<unk>", "<s>", "</s>")
 
 
 def test_lexicon_is_deterministic_and_zipfian() -> None:

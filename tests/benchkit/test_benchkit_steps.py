@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import types
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -14,7 +15,7 @@ if TYPE_CHECKING:
 
 torch = pytest.importorskip("torch")
 
-from benchkit import StepLoop, to_device  # noqa: E402
+from benchkit import StepLoop, step_marker, to_device  # noqa: E402
 
 
 class Clock:
@@ -136,6 +137,61 @@ def test_clip_grad_bounds_the_update(captured: Captured) -> None:
     train(steps, model)
     moved = torch.cat([(p - b).flatten() for p, b in zip(model.parameters(), before, strict=True)])
     assert 0 < moved.norm().item() <= 1e-3 + 1e-6
+
+
+@pytest.fixture
+def habana(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A stand-in for Gaudi's bridge: ``habana_frameworks.torch.core.mark_step`` records calls."""
+    calls: list[str] = []
+    core = types.ModuleType("habana_frameworks.torch.core")
+    core.mark_step = lambda: calls.append("mark_step")  # type: ignore[attr-defined]
+    for name in ("habana_frameworks", "habana_frameworks.torch"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, "habana_frameworks.torch.core", core)
+    return calls
+
+
+def recorded_training(captured: Captured, device: str, calls: list[str]) -> None:
+    """Two steps on ``device`` (batches left on the CPU), backward and optimizer step recorded."""
+    model, optimizer = model_and_optimizer()
+    model.weight.register_hook(lambda grad: calls.append("backward"))
+    step = optimizer.step
+    optimizer.step = lambda *a, **kw: (calls.append("optimizer.step"), step(*a, **kw))[1]
+    steps = StepLoop(
+        batches(2),
+        args(measures=2, warmup=0, every=1),
+        device=device,
+        units="items/s",
+        optimizer=optimizer,
+        move=False,
+        clock=Clock(),
+        sync=lambda _: None,
+        emitter=captured.emitter,
+    )
+    train(steps, model)
+
+
+def test_hpu_steps_mark_the_graph_after_backward_and_optimizer_step(
+    captured: Captured, habana: list[str]
+) -> None:
+    recorded_training(captured, "hpu", habana)
+    one_step = ["backward", "mark_step", "optimizer.step", "mark_step"]
+    assert habana == one_step * 2
+    assert [e["value"] for e in captured.events("rate")] == [8.0, 8.0]
+
+
+def test_other_devices_never_mark_steps(captured: Captured, habana: list[str]) -> None:
+    recorded_training(captured, "cpu", habana)
+    assert habana == ["backward", "optimizer.step"] * 2
+    assert step_marker("cuda:1")() is None and step_marker(torch.device("xpu"))() is None
+    assert habana == ["backward", "optimizer.step"] * 2
+
+
+def test_a_mark_step_hook_replaces_the_vendors(captured: Captured, habana: list[str]) -> None:
+    marks: list[str] = []
+    steps, model, _ = make(captured, device="hpu", move=False, mark_step=lambda: marks.append("x"))
+    train(steps, model)
+    assert habana == [] and marks == ["x", "x"] * 8  # (1 warm-up + 3 measures) x 2 steps
 
 
 def test_to_device_moves_nested_tensors_and_leaves_the_rest() -> None:

@@ -22,18 +22,19 @@ from .device import (
     planned_vendor,
     set_rank_device,
     set_tf32,
+    step_marker,
     synchronizer,
     torch_device,
 )
 from .distributed import init_distributed, relaunch_under_torchrun, silence_other_ranks
 from .images import photo_like, write_jpegs
-from .lifecycle import Terminated, main, session, versions
+from .lifecycle import Terminated, ddp_main, main, session, versions
 from .loop import TimedLoop
 from .precision import PRECISIONS, precision_settings
 from .protocol import PROTOCOL_VERSION, Emitter, emit
 from .steps import StepLoop, to_device
 from .telemetry import GpuMonitor, amd_reading, nvml_reading, start_telemetry, visible_devices
-from .text import SPECIAL_TOKENS, Lexicon, train_tokenizer
+from .text import SPECIAL_TOKENS, Lexicon, pretrained_tokenizer, train_tokenizer, train_tokenizer_on
 
 __all__ = [
     "PRECISIONS",
@@ -52,6 +53,7 @@ __all__ = [
     "auto_sync",
     "data_dir",
     "dataset_dir",
+    "ddp_main",
     "device_count",
     "device_facts",
     "dist_backend",
@@ -72,6 +74,7 @@ __all__ = [
     "planned_vendor",
     "precision_settings",
     "prepare_main",
+    "pretrained_tokenizer",
     "relaunch_under_torchrun",
     "require_dataset",
     "session",
@@ -79,10 +82,12 @@ __all__ = [
     "set_tf32",
     "silence_other_ranks",
     "start_telemetry",
+    "step_marker",
     "synchronizer",
     "to_device",
     "torch_device",
     "train_tokenizer",
+    "train_tokenizer_on",
     "versions",
     "visible_devices",
     "write_jpegs",

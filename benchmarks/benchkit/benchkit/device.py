@@ -154,6 +154,27 @@ def _no_sync(_: Any = None) -> None:
     return None
 
 
+def _no_mark() -> None:
+    return None
+
+
+def step_marker(device: Any) -> Callable[[], object]:
+    """What ends a graph segment of a training step on ``device`` (``torch.device`` or its string).
+
+    On hpu it is Gaudi's ``mark_step``: lazy mode (``PT_HPU_LAZY_MODE=1``) only queues ops until
+    it is called, and Habana places one after ``loss.backward()`` and one after
+    ``optimizer.step()`` so that each is compiled and cached as its own graph instead of one
+    graph growing across steps. Elsewhere a no-op, and nothing is imported.
+    """
+    kind = device if isinstance(device, str) else device.type
+    if kind.split(":")[0] != "hpu":
+        return _no_mark
+    mark_step: Callable[[], object] = importlib.import_module(
+        "habana_frameworks.torch.core"
+    ).mark_step
+    return mark_step
+
+
 def synchronizer(device: Any) -> Sync:
     """The synchroniser for one torch device (``torch.device`` or its string); no-op for cpu."""
     import torch
@@ -168,10 +189,10 @@ def synchronizer(device: Any) -> Sync:
     if device.type == "hpu":
         # Lazy mode: ops only queue until mark_step hands the graph to the device, so the step's
         # work is flushed first, then waited for; otherwise the clock stops before it ran.
-        core = importlib.import_module("habana_frameworks.torch.core")
+        mark_step = step_marker(device)
 
         def hpu_sync(_: Any = None) -> None:
-            core.mark_step()
+            mark_step()
             torch.hpu.synchronize()
 
         return hpu_sync

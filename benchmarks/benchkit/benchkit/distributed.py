@@ -1,9 +1,9 @@
 """Data-parallel and multi-node launch for torch benchmarks: torchrun workers, rank 0 reports.
 
-A DDP benchmark's ``__main__`` calls :func:`relaunch_under_torchrun` (which replaces the process
-by torchrun when more than one device or more than one node is asked for), then
-:func:`silence_other_ranks`, and its training function :func:`init_distributed`. Without
-torchrun all three leave a single process be.
+A DDP benchmark's ``__main__`` calls ``benchkit.ddp_main`` (lifecycle.py), which runs
+:func:`relaunch_under_torchrun` (replacing the process by torchrun when more than one device or
+more than one node is asked for), then :func:`silence_other_ranks`; its training function calls
+:func:`init_distributed`. Without torchrun all three leave a single process be.
 
 Across nodes the orchestrator's backend starts this program once per node with the
 ``MBCTL_*`` variables below (docs/multinode.md); they become torchrun's *static* rendezvous,

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from ._version import __version__
 from .device import DeviceMismatch, device_facts
+from .distributed import relaunch_under_torchrun, silence_other_ranks
 from .protocol import Emitter, default_emitter
 from .telemetry import start_telemetry
 
@@ -141,3 +142,21 @@ def main(
         parser.prog, argv=None if argv is None else [parser.prog, *argv], telemetry=telemetry
     ):
         train(args)
+
+
+def ddp_main(
+    train: Callable[[argparse.Namespace], object],
+    parser: argparse.ArgumentParser,
+    *,
+    telemetry: float | None = 2.0,
+) -> None:
+    """:func:`main` for a data-parallel benchmark whose parser has ``--devices``.
+
+    Replaces the process by torchrun when ``--devices`` (or a multi-node job) asks for more than
+    one worker, sends the stdout of ranks other than 0 to /dev/null (only rank 0 speaks the
+    metrics protocol), then runs ``train(args)`` in every worker. Reads ``sys.argv``: torchrun
+    starts the workers with the same command line.
+    """
+    relaunch_under_torchrun(parser.parse_args().devices)
+    silence_other_ranks()
+    main(train, parser, telemetry=telemetry)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
-from .device import Sync, set_tf32, synchronizer
+from .device import Sync, set_tf32, step_marker, synchronizer
 from .loop import TimedLoop
 from .precision import precision_settings
 from .protocol import Emitter
@@ -46,6 +46,10 @@ class StepLoop:
     a GradScaler. In the loop body, run the forward pass under ``with steps.autocast():`` and
     hand the loss to :meth:`step`, which does backward, gradient clipping, the optimizer step
     and zeroing the gradients, then records the loss without reading it (no sync).
+
+    On hpu, :meth:`step` calls ``mark_step`` (default: :func:`~benchkit.device.step_marker`,
+    Gaudi's ``htcore.mark_step``; a no-op on other devices) after the backward pass and after
+    the optimizer step, as Habana's lazy mode asks of a training loop.
     """
 
     def __init__(
@@ -66,10 +70,12 @@ class StepLoop:
         clock: Callable[[], float] = time.perf_counter,
         emitter: Emitter | None = None,
         work: Callable[[Any], float] | None = None,
+        mark_step: Callable[[], object] | None = None,
     ) -> None:
         import torch
 
         self.device = torch.device(device)
+        self.mark_step = step_marker(self.device) if mark_step is None else mark_step
         self.optimizer = optimizer
         self.precision = precision or getattr(args, "precision", "fp32")
         tf32, self.amp_dtype = precision_settings(self.precision, self.device)
@@ -107,8 +113,12 @@ class StepLoop:
         return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def step(self, loss: Any) -> None:
-        """Backward (scaled for fp16), clip, optimizer step, zero the gradients; log the loss."""
+        """Backward (scaled for fp16), clip, optimizer step, zero the gradients; log the loss.
+
+        A graph boundary (:attr:`mark_step`) follows the backward pass and the optimizer step.
+        """
         self.scaler.scale(loss).backward()
+        self.mark_step()
         if self.clip_grad is not None:
             import torch
 
@@ -117,6 +127,7 @@ class StepLoop:
             torch.nn.utils.clip_grad_norm_(params, self.clip_grad)
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self.mark_step()
         self.optimizer.zero_grad(set_to_none=True)
         self.log_loss(loss)
 

@@ -2,14 +2,16 @@
 
 Nothing can be downloaded in a benchmark, so text datasets are generated from pronounceable
 made-up words drawn with Zipf's law; the tokenizer is trained on the generated corpus (the
-``tokenizers`` package is imported only when training).
+``tokenizers`` package is imported only when training, ``transformers`` only when loading).
 """
 
 from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 SPECIAL_TOKENS = ["<unk>", "<s>", "</s>"]
 
@@ -55,3 +57,26 @@ def train_tokenizer(texts: Path, vocab: int, out: Path) -> None:
     )
     tokenizer.train([str(texts)], trainer)
     tokenizer.save(str(out))
+
+
+def train_tokenizer_on(texts: Iterable[str], vocab: int, out: Path) -> None:
+    """:func:`train_tokenizer` on ``texts`` joined by newlines, through a ``corpus.txt`` beside
+    ``out`` that is removed afterwards (training reads files; a dataset keeps its own format)."""
+    corpus = out.with_name("corpus.txt")
+    corpus.write_text("\n".join(texts))
+    try:
+        train_tokenizer(corpus, vocab, out)
+    finally:
+        corpus.unlink()
+
+
+def pretrained_tokenizer(path: str | Path, **options: Any) -> Any:
+    """The tokenizer :func:`train_tokenizer` saved at ``path`` as a transformers
+    ``PreTrainedTokenizerFast``, its unknown, start and end tokens named; ``options`` (e.g.
+    ``padding_side="left"``) go to the constructor."""
+    from transformers import PreTrainedTokenizerFast
+
+    unk, bos, eos = SPECIAL_TOKENS
+    return PreTrainedTokenizerFast(
+        tokenizer_file=str(path), bos_token=bos, eos_token=eos, unk_token=unk, **options
+    )
