@@ -131,6 +131,7 @@ HOW: dict[str, How] = {
     "mbctl run --suite standard --profile tiny --backend local --nodes 2 "
     "--python .venv-bench/bin/python": DRY,
     "mbctl run --backend slurm": NAME,
+    "mbctl run --resume": NAME,
     "mbctl render slurm": NAME,
     "mbctl render slurm --nodes 2": NAME,
     "mbctl run --backend slurm --vendor cuda --devices 8 --slurm-config slurm.yaml "
