@@ -154,8 +154,14 @@ def test_torch_ddp_over_two_containers_with_static_rendezvous(
     }
     digest = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:12]
     tag = f"mbctl-test/ddp-nodes:{digest}"
-    docker_client.images.build(fileobj=_context(files), custom_context=True, tag=tag, rm=True)
-    outcome = run.execute(DockerBackend(nodes=2), node_job("ddp", tag))
+    image, _ = docker_client.images.build(
+        fileobj=_context(files), custom_context=True, tag=tag, rm=True
+    )
+    try:
+        outcome = run.execute(DockerBackend(nodes=2), node_job("ddp", tag))
+    finally:
+        # a child of the shared matmul image would keep later tests from removing that image
+        docker_client.images.remove(image.id, force=True)
     log = run.dir.log_path("ddp.N2").read_text()
     assert [(s.status, s.reason) for s in outcome.states] == [("ok", None)], log[-3000:]
     rates = run.events("ddp.N2", "rate")

@@ -206,7 +206,9 @@ def test_queue_time_does_not_count_against_max_duration(bench_root: Path, tmp_pa
     result = workflow.run(req, workflow.prepare(req), progress=shown)
     last = exit_event(result.run, "good.0")
     assert (last["status"], last["return_code"]) == ("ok", 0), last
-    assert shown.seen[-3:] == ["queued", "running", "ok"]
+    # shown queued while Slurm held it (a short job may end before a poll sees it running)
+    assert "queued" in shown.seen and shown.seen[-1] == "ok"
+    assert shown.seen.index("queued") < len(shown.seen) - 1
     rates = [
         e["value"] for e in read_events(result.run.events_path("good.0")) if e["event"] == "rate"
     ]
