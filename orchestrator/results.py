@@ -12,14 +12,13 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Final
 
 from orchestrator import limits
-from orchestrator.archives import bounded_lines
+from orchestrator.archives import bounded_lines, iter_objects
 from orchestrator.errors import ConfigError, ResultsError
 
 if TYPE_CHECKING:
@@ -151,22 +150,11 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, text + "\n")
 
 
-def iter_jsonl(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
-    """The JSON objects among ``lines``; garbage and a partial last line are skipped."""
-    for line in lines:
-        try:
-            obj = json.loads(line)
-        except (ValueError, RecursionError):
-            continue
-        if isinstance(obj, dict):
-            yield obj
-
-
 def read_events(path: Path) -> list[dict[str, Any]]:
     """All events of one job's ``.jsonl`` file, tolerating a run killed mid-write."""
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            return list(iter_jsonl(bounded_lines(f)))
+            return list(iter_objects(bounded_lines(f)))
     except OSError as exc:
         raise ResultsError(f"cannot read {path}: {exc.strerror or exc}") from exc
 
@@ -183,7 +171,7 @@ def _last_event(path: Path) -> dict[str, Any] | None:
             if start > 0:
                 lines.pop(0)  # may start mid-line
             for raw in reversed(lines):
-                for ev in iter_jsonl([raw.decode("utf-8", errors="replace")]):
+                for ev in iter_objects([raw.decode("utf-8", errors="replace")]):
                     return ev
             if start == 0:
                 return None
