@@ -21,20 +21,6 @@ from transformers import ReformerConfig, ReformerForMaskedLM
 DEFAULTS = ReformerConfig()
 
 
-class RepeatedSamples(torch.utils.data.Dataset):
-    """``len(samples)`` fixed samples, served ``repeat`` times over (Milabench's SyntheticData)."""
-
-    def __init__(self, samples: list[dict[str, torch.Tensor]], repeat: int = 100000) -> None:
-        self.samples = samples
-        self.repeat = repeat
-
-    def __len__(self) -> int:
-        return len(self.samples) * self.repeat
-
-    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        return self.samples[index % len(self.samples)]
-
-
 def make_config(args: argparse.Namespace) -> ReformerConfig:
     """The default ReformerConfig with the sizes of the command line (its defaults: the same)."""
     side = math.isqrt(args.seq_len)
@@ -60,20 +46,6 @@ def make_config(args: argparse.Namespace) -> ReformerConfig:
     )
 
 
-def loader(args: argparse.Namespace, vocab: int) -> torch.utils.data.DataLoader:
-    generator = torch.Generator().manual_seed(args.seed)
-    samples = [
-        {
-            "input_ids": torch.randint(0, vocab, (args.seq_len,), generator=generator),
-            "labels": torch.randint(0, vocab, (args.seq_len,), generator=generator),
-        }
-        for _ in range(args.batch_size)
-    ]
-    return torch.utils.data.DataLoader(
-        RepeatedSamples(samples), batch_size=args.batch_size, num_workers=args.num_workers
-    )
-
-
 def train(args: argparse.Namespace) -> None:
     torch.manual_seed(args.seed)
     device = benchkit.torch_device(args.device)
@@ -81,7 +53,13 @@ def train(args: argparse.Namespace) -> None:
     model = ReformerForMaskedLM(config).to(device).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
     steps = benchkit.StepLoop(
-        loader(args, config.vocab_size),
+        benchkit.random_token_batches(
+            vocab=config.vocab_size,
+            seq_len=args.seq_len,
+            batch_size=args.batch_size,
+            workers=args.num_workers,
+            seed=args.seed,
+        ),
         args,
         device=device,
         units="sentences/s",

@@ -72,8 +72,8 @@ with torch.device("meta"):
     model = bert.BertForMaskedLM(cfg)
 facts["bert"] = {"params": params(model), "default_config": cfg.to_dict() == BertConfig().to_dict(),
                  "batch": args.batch_size, "lr": args.lr, "precision": args.precision}
-batch = next(iter(bert.loader(bert.parser().parse_args(["--batch-size", "2", "--seq-len", "8",
-                                                         "--num-workers", "0"]), 100)))
+batch = next(iter(bert.benchkit.random_token_batches(vocab=100, seq_len=8, batch_size=2, workers=0,
+                                                    seed=0)))
 facts["bert"]["labels_everywhere"] = bool((batch["labels"] >= 0).all())
 
 llama = module("llama")

@@ -34,7 +34,15 @@ from .precision import PRECISIONS, precision_settings
 from .protocol import PROTOCOL_VERSION, Emitter, emit
 from .steps import StepLoop, to_device
 from .telemetry import GpuMonitor, amd_reading, nvml_reading, start_telemetry, visible_devices
-from .text import SPECIAL_TOKENS, Lexicon, pretrained_tokenizer, train_tokenizer, train_tokenizer_on
+from .text import (
+    SPECIAL_TOKENS,
+    Lexicon,
+    RepeatedSamples,
+    pretrained_tokenizer,
+    random_token_batches,
+    train_tokenizer,
+    train_tokenizer_on,
+)
 
 __all__ = [
     "PRECISIONS",
@@ -44,6 +52,7 @@ __all__ = [
     "Emitter",
     "GpuMonitor",
     "Lexicon",
+    "RepeatedSamples",
     "StepLoop",
     "Terminated",
     "TimedLoop",
@@ -75,6 +84,7 @@ __all__ = [
     "precision_settings",
     "prepare_main",
     "pretrained_tokenizer",
+    "random_token_batches",
     "relaunch_under_torchrun",
     "require_dataset",
     "session",

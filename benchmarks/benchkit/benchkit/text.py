@@ -80,3 +80,38 @@ def pretrained_tokenizer(path: str | Path, **options: Any) -> Any:
     return PreTrainedTokenizerFast(
         tokenizer_file=str(path), bos_token=bos, eos_token=eos, unk_token=unk, **options
     )
+
+
+class RepeatedSamples:
+    """``len(samples)`` fixed samples served ``repeat`` times over (Milabench's SyntheticData):
+    a map-style dataset for torch's DataLoader, with no torch import of its own."""
+
+    def __init__(self, samples: list[Any], repeat: int = 100000) -> None:
+        self.samples = samples
+        self.repeat = repeat
+
+    def __len__(self) -> int:
+        return len(self.samples) * self.repeat
+
+    def __getitem__(self, index: int) -> Any:
+        return self.samples[index % len(self.samples)]
+
+
+def random_token_batches(
+    *, vocab: int, seq_len: int, batch_size: int, workers: int, seed: int
+) -> Any:
+    """The huggingface benchmarks' data, as Milabench makes it: one batch of random token ids
+    with random labels at every position, served again and again by a DataLoader."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    samples = [
+        {
+            "input_ids": torch.randint(0, vocab, (seq_len,), generator=generator),
+            "labels": torch.randint(0, vocab, (seq_len,), generator=generator),
+        }
+        for _ in range(batch_size)
+    ]
+    return torch.utils.data.DataLoader(
+        RepeatedSamples(samples), batch_size=batch_size, num_workers=workers
+    )
